@@ -1,0 +1,444 @@
+package collective
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/ringo-ml/ringo/internal/transport"
+	"github.com/ringo-ml/ringo/internal/wire"
+	"github.com/ringo-ml/ringo/ring"
+)
+
+// Member is one rank of a group as every other rank sees it.
+type Member struct {
+	// Addr is the member's UDP address (host:port) for QUIC.
+	Addr string
+	// Name is the member's TLS identity: a DNS name in its certificate.
+	Name string
+	// CertSHA256 optionally pins the member's certificate by the SHA-256
+	// of its DER bytes.
+	CertSHA256 []byte
+}
+
+// View is the agreed membership a communicator is built from.
+type View struct {
+	Group   string   // the group's name; peers in another group are refused
+	Epoch   uint64   // the view's number; peers at another epoch are refused
+	Rank    int      // this process's rank, an index into Members
+	Members []Member // every member in rank order
+}
+
+// Defaults of Config.
+const (
+	DefaultChunkBytes  = 512 << 10
+	DefaultTimeout     = 10 * time.Minute
+	DefaultIdleTimeout = 10 * time.Second
+	// MaxChunkBytes bounds Config.ChunkBytes and so every frame's payload.
+	MaxChunkBytes = 64 << 20
+	// closeLinger bounds how long Close waits for peers to finish reading
+	// what this rank sent.
+	closeLinger = 3 * time.Second
+)
+
+// Config configures a communicator.
+type Config struct {
+	// View says who is in the group and which member this process is.
+	View View
+	// TLS carries this rank's certificate (Certificates) and the group's CA
+	// (RootCAs). Every connection is mutually authenticated: a peer must
+	// present a certificate from the CA for the member name it stands for.
+	TLS *tls.Config
+	// Conn is an optional UDP socket already bound for this rank; when nil
+	// the communicator binds View.Members[View.Rank].Addr. The communicator
+	// owns it and closes it on Close.
+	Conn *net.UDPConn
+	// ChunkBytes is the pipelining unit: segments move in chunks of this
+	// many bytes. Every rank must use the same value. Default 512 KiB.
+	ChunkBytes int
+	// Timeout bounds each operation whose context has no deadline; a
+	// negative value disables it. Default 10 minutes.
+	Timeout time.Duration
+	// IdleTimeout is how long a silent peer is tolerated before it is
+	// declared lost, even between operations. Default 10 s.
+	IdleTimeout time.Duration
+	// Logger receives debug and warning records; default slog.Default().
+	Logger *slog.Logger
+}
+
+// ErrProtocol: a peer sent a frame that breaks the protocol (malformed, or
+// of the wrong kind).
+var ErrProtocol = errors.New("protocol violation")
+
+// Communicator runs collective operations among the ranks of a view.
+//
+// Operations on one communicator run one at a time, in the order they are
+// called; every rank must call the same operations in the same order (as
+// with MPI and NCCL). A failed operation poisons the communicator: every
+// later call fails at once with ErrPoisoned, and the peers are told.
+type Communicator struct {
+	rank, world int
+	group       string
+	epoch       uint64
+	log         *slog.Logger
+	mesh        transport.Mesh
+	cb          int
+	timeout     time.Duration
+
+	opMu   sync.Mutex // held for the whole of an operation
+	seq    uint64
+	op     *opState
+	scheds map[schedKey]*ring.Schedule
+
+	// Reused by the data path.
+	enc     *wire.Encoder // sender worker only
+	rbuf    []byte        // receiver only
+	frame   wire.Frame
+	lim     wire.Limits
+	scratch []byte
+	stage   [stageSlots][]byte
+	links   [2]*transport.Link // next, prev
+
+	jobs     chan *opState
+	sendErr  chan error
+	workerWG sync.WaitGroup
+
+	mu         sync.Mutex
+	cause      error // set once the communicator is poisoned
+	closed     bool
+	inFlight   bool
+	peerClosed map[int]bool
+	closeOnce  sync.Once
+}
+
+type schedKey struct {
+	op   wire.Op
+	root int
+}
+
+func (c *Communicator) Rank() int { return c.rank }
+
+// Size is the number of ranks.
+func (c *Communicator) Size() int { return c.world }
+
+func checkView(v *View) error {
+	n := len(v.Members)
+	switch {
+	case n == 0:
+		return fmt.Errorf("%w: the view has no members", ErrInvalid)
+	case v.Rank < 0 || v.Rank >= n:
+		return fmt.Errorf("%w: rank %d is outside a view of %d members", ErrInvalid, v.Rank, n)
+	case v.Group == "":
+		return fmt.Errorf("%w: the view has no group name", ErrInvalid)
+	case len(v.Group) > wire.MaxGroup:
+		return fmt.Errorf("%w: group name of %d bytes exceeds %d", ErrInvalid, len(v.Group), wire.MaxGroup)
+	case n > wire.DefaultMaxWorld:
+		return fmt.Errorf("%w: %d members exceed the limit of %d", ErrInvalid, n, wire.DefaultMaxWorld)
+	}
+	return nil
+}
+
+func (cfg *Config) defaults() error {
+	if cfg.ChunkBytes == 0 {
+		cfg.ChunkBytes = DefaultChunkBytes
+	}
+	if cfg.ChunkBytes < 64 || cfg.ChunkBytes > MaxChunkBytes {
+		return fmt.Errorf("%w: ChunkBytes %d outside [64, %d]", ErrInvalid, cfg.ChunkBytes, MaxChunkBytes)
+	}
+	cfg.ChunkBytes &^= 7 // whole float64s
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return nil
+}
+
+func newCommunicator(cfg *Config) *Communicator {
+	v := &cfg.View
+	c := &Communicator{
+		rank:       v.Rank,
+		world:      len(v.Members),
+		group:      v.Group,
+		epoch:      v.Epoch,
+		log:        cfg.Logger.With("group", v.Group, "epoch", v.Epoch, "rank", v.Rank),
+		cb:         cfg.ChunkBytes,
+		timeout:    cfg.Timeout,
+		op:         newOpState(),
+		scheds:     make(map[schedKey]*ring.Schedule),
+		enc:        wire.NewEncoder(),
+		rbuf:       make([]byte, wire.PrefixLen+wire.MaxHeader),
+		lim:        wire.Limits{MaxPayload: uint32(cfg.ChunkBytes), MaxWorld: int32(len(v.Members))},
+		scratch:    alignedBytes(cfg.ChunkBytes),
+		jobs:       make(chan *opState),
+		sendErr:    make(chan error, 1),
+		peerClosed: make(map[int]bool),
+	}
+	for i := range c.stage {
+		c.stage[i] = alignedBytes(cfg.ChunkBytes)
+	}
+	c.workerWG.Add(1)
+	go func() {
+		defer c.workerWG.Done()
+		for o := range c.jobs {
+			c.sendErr <- c.runSends(o)
+		}
+	}()
+	return c
+}
+
+func (c *Communicator) identity() transport.Identity {
+	return transport.Identity{Group: c.group, Epoch: c.epoch, World: c.world, Rank: c.rank}
+}
+
+// New creates this rank's communicator over QUIC with mutual TLS and
+// connects it to its ring neighbours, waiting for them until ctx is done.
+// Every member calls New with the same view (but its own Rank).
+func New(ctx context.Context, cfg Config) (*Communicator, error) {
+	if err := checkView(&cfg.View); err != nil {
+		return nil, fmt.Errorf("collective: %w", err)
+	}
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("collective: %w", err)
+	}
+	if cfg.TLS == nil {
+		return nil, fmt.Errorf("collective: %w: no TLS configuration: ringo authenticates every peer", ErrInvalid)
+	}
+	conn := cfg.Conn
+	if conn == nil {
+		addr, err := net.ResolveUDPAddr("udp", cfg.View.Members[cfg.View.Rank].Addr)
+		if err != nil {
+			return nil, fmt.Errorf("collective: this rank's address: %w", err)
+		}
+		if conn, err = net.ListenUDP("udp", addr); err != nil {
+			return nil, fmt.Errorf("collective: binding %s: %w", addr, err)
+		}
+	}
+	peers := make([]transport.Peer, len(cfg.View.Members))
+	for i, m := range cfg.View.Members {
+		peers[i] = transport.Peer{Addr: m.Addr, Name: m.Name, CertSHA256: m.CertSHA256}
+	}
+	c := newCommunicator(&cfg)
+	mesh, err := transport.NewQUIC(transport.QUICConfig{
+		Identity: c.identity(), Peers: peers, Conn: conn, TLS: cfg.TLS, IdleTimeout: cfg.IdleTimeout,
+	}, events{c})
+	if err != nil {
+		c.stopWorker()
+		return nil, fmt.Errorf("collective: %w", err)
+	}
+	c.mesh = mesh
+	if err := c.connect(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewInProc creates world communicators whose ranks are goroutines of this
+// process, joined by in-memory pipes. cfg.View.Group and Epoch name the
+// group (a default is used when empty); Members, Rank, TLS and Conn are
+// ignored.
+func NewInProc(ctx context.Context, world int, cfg Config) ([]*Communicator, error) {
+	if world < 1 {
+		return nil, fmt.Errorf("collective: %w: world size %d", ErrInvalid, world)
+	}
+	if cfg.View.Group == "" {
+		cfg.View.Group = "inproc"
+	}
+	cfg.View.Members = make([]Member, world)
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("collective: %w", err)
+	}
+	if err := checkView(&cfg.View); err != nil {
+		return nil, fmt.Errorf("collective: %w", err)
+	}
+	hub := transport.NewHub(world)
+	comms := make([]*Communicator, world)
+	for r := range world {
+		rc := cfg
+		rc.View.Rank = r
+		c := newCommunicator(&rc)
+		mesh, err := hub.Mesh(c.identity(), events{c})
+		if err != nil {
+			c.stopWorker()
+			closeAll(comms)
+			return nil, fmt.Errorf("collective: %w", err)
+		}
+		c.mesh = mesh
+		comms[r] = c
+	}
+	errs := make([]error, world)
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[r] = c.connect(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		closeAll(comms)
+		return nil, err
+	}
+	return comms, nil
+}
+
+func closeAll(comms []*Communicator) {
+	for _, c := range comms {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+}
+
+// connect establishes the links to the ring neighbours.
+func (c *Communicator) connect(ctx context.Context) error {
+	if c.world == 1 {
+		return nil
+	}
+	next, prev := (c.rank+1)%c.world, (c.rank+c.world-1)%c.world
+	var err error
+	if c.links[0], err = c.mesh.Link(ctx, next); err != nil {
+		return fmt.Errorf("collective: rank %d connecting to rank %d: %w", c.rank, next, err)
+	}
+	if c.links[1], err = c.mesh.Link(ctx, prev); err != nil {
+		return fmt.Errorf("collective: rank %d connecting to rank %d: %w", c.rank, prev, err)
+	}
+	return nil
+}
+
+func (c *Communicator) stopWorker() {
+	close(c.jobs)
+	c.workerWG.Wait()
+}
+
+// schedule returns the cached ring schedule of an operation.
+func (c *Communicator) schedule(op wire.Op, root int) *ring.Schedule {
+	k := schedKey{op, root}
+	if s, ok := c.scheds[k]; ok {
+		return s
+	}
+	var s ring.Schedule
+	switch op {
+	case wire.OpAllReduce:
+		s = ring.AllReduce(c.world, c.rank)
+	case wire.OpBroadcast:
+		s = ring.Broadcast(c.world, c.rank, root)
+	case wire.OpReduce:
+		s = ring.Reduce(c.world, c.rank, root)
+	case wire.OpGather:
+		s = ring.Gather(c.world, c.rank, root)
+	case wire.OpAllGather:
+		s = ring.AllGather(c.world, c.rank)
+	case wire.OpReduceScatter:
+		s = ring.ReduceScatter(c.world, c.rank)
+	case wire.OpBarrier:
+		s = ring.Barrier(c.world, c.rank)
+	case wire.OpSendRecv:
+		s = ring.SendRecv(c.world, c.rank)
+	default:
+		panic("collective: no schedule for " + op.String())
+	}
+	c.scheds[k] = &s
+	return &s
+}
+
+// events receives what the links learn between and during operations.
+type events struct{ c *Communicator }
+
+func (e events) PeerAbort(peer int, a *wire.Abort) {
+	var err error
+	switch a.Code {
+	case wire.CodeMismatch:
+		err = fmt.Errorf("%w: %s", ErrMismatch, a.Reason)
+	case wire.CodePeerLost:
+		err = fmt.Errorf("%w: rank %d reports: %s", ErrPeerLost, a.Rank, a.Reason)
+	case wire.CodeClosed:
+		err = fmt.Errorf("%w: %s", ErrPeerLost, a.Reason)
+	default:
+		err = fmt.Errorf("%w: rank %d: %s: %s", ErrAborted, a.Rank, a.Code, a.Reason)
+	}
+	e.c.poison(err, a.Code, a.Reason)
+}
+
+func (e events) PeerDown(peer int, err error) {
+	c := e.c
+	if errors.Is(err, transport.ErrPeerClosed) {
+		// An orderly close: the peer finished its operations. Data it sent
+		// stays readable; the next operation that needs it fails.
+		c.mu.Lock()
+		c.peerClosed[peer] = true
+		c.mu.Unlock()
+		return
+	}
+	msg := fmt.Sprintf("rank %d lost rank %d: %v", c.rank, peer, err)
+	c.poison(fmt.Errorf("%w: %s", ErrPeerLost, msg), wire.CodePeerLost, msg)
+}
+
+// poison marks the communicator failed with cause, interrupts the operation
+// in flight and tells every connected peer with an abort frame.
+func (c *Communicator) poison(cause error, code wire.Code, reason string) {
+	c.mu.Lock()
+	if c.cause != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.cause = cause
+	seq := c.seq
+	c.mu.Unlock()
+	if c.mesh == nil {
+		return
+	}
+	links := c.mesh.Links()
+	for _, l := range links {
+		l.Interrupt()
+	}
+	c.log.Debug("collective: poisoned", "cause", cause)
+	if len(reason) > wire.MaxReason {
+		reason = reason[:wire.MaxReason]
+	}
+	a := &wire.Abort{Epoch: c.epoch, Seq: seq, Rank: int32(c.rank), Code: code, Reason: reason}
+	for _, l := range links {
+		_ = l.SendAbort(a)
+	}
+}
+
+// Close ends the communicator. An operation in flight on another goroutine
+// fails with ErrClosed and the peers are told; otherwise Close waits (a few
+// seconds at most) for the peers to read what this rank sent before it
+// closes the connections. Close is idempotent.
+func (c *Communicator) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		inFlight := c.inFlight
+		c.mu.Unlock()
+		if inFlight {
+			msg := fmt.Sprintf("rank %d closed its communicator during an operation", c.rank)
+			c.poison(fmt.Errorf("%w: %s", ErrClosed, msg), wire.CodeClosed, msg)
+		}
+		c.opMu.Lock()
+		defer c.opMu.Unlock()
+		c.stopWorker()
+		c.mu.Lock()
+		linger := closeLinger
+		if c.cause != nil {
+			linger = 0
+		}
+		c.mu.Unlock()
+		if c.mesh != nil {
+			_ = c.mesh.Close(linger)
+		}
+	})
+	return nil
+}

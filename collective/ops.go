@@ -1,0 +1,337 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ringo-ml/ringo/internal/reduce"
+	"github.com/ringo-ml/ringo/internal/wire"
+)
+
+// tensor is a caller's buffer seen as bytes.
+type tensor struct {
+	b  []byte
+	dt wire.DType
+	n  int // elements
+}
+
+// asTensor accepts []float32 and []float64. A nil slice of either type is a
+// valid empty tensor; nil (untyped) is accepted where allowNil says so.
+func asTensor(name string, v any, allowNil bool) (tensor, error) {
+	switch s := v.(type) {
+	case []float32:
+		return tensor{bytesOf(s), wire.Float32, len(s)}, nil
+	case []float64:
+		return tensor{bytesOf(s), wire.Float64, len(s)}, nil
+	case nil:
+		if allowNil {
+			return tensor{}, nil
+		}
+		return tensor{}, fmt.Errorf("%w: %s is nil", ErrInvalid, name)
+	}
+	return tensor{}, fmt.Errorf("%w: %s is a %T; want []float32 or []float64", ErrInvalid, name, v)
+}
+
+// AllReduce reduces buf element by element over all ranks with op and
+// leaves the result in buf on every rank, identical bit for bit.
+func (c *Communicator) AllReduce(ctx context.Context, buf any, op Op) error {
+	h := wire.Header{Op: wire.OpAllReduce, Root: -1}
+	t, err := asTensor("buf", buf, false)
+	if err == nil {
+		err = checkOp(op)
+	}
+	h.DType, h.Count, h.Reduce = t.dt, uint64(t.n), op.wire()
+	return c.do(ctx, &h, err, func(o *opState) {
+		o.dst, o.lay.dstParts = t.b, c.world
+		o.kernel = op.kernel()
+	}, op == Avg)
+}
+
+// Broadcast copies root's buf into buf on every other rank. Every rank
+// passes a buffer of the same length and type.
+func (c *Communicator) Broadcast(ctx context.Context, buf any, root int) error {
+	h := wire.Header{Op: wire.OpBroadcast}
+	t, err := asTensor("buf", buf, false)
+	if err == nil {
+		err = c.checkRoot(root)
+	}
+	h.DType, h.Count, h.Root = t.dt, uint64(t.n), int32(root)
+	return c.do(ctx, &h, err, func(o *opState) {
+		o.dst, o.lay.dstParts = t.b, 1
+	}, false)
+}
+
+// Reduce reduces src over all ranks with op into dst at root. dst is used
+// only at root (len(dst) == len(src)); elsewhere it may be nil. src is
+// never modified.
+func (c *Communicator) Reduce(ctx context.Context, dst, src any, op Op, root int) error {
+	h := wire.Header{Op: wire.OpReduce}
+	s, err := asTensor("src", src, false)
+	var d tensor
+	if err == nil {
+		err = checkOp(op)
+	}
+	if err == nil {
+		err = c.checkRoot(root)
+	}
+	if err == nil && c.rank == root {
+		if d, err = asTensor("dst", dst, false); err == nil {
+			err = sameShape("dst", d, s.dt, s.n)
+		}
+	}
+	h.DType, h.Count, h.Reduce, h.Root = s.dt, uint64(s.n), op.wire(), int32(root)
+	return c.do(ctx, &h, err, func(o *opState) {
+		o.src, o.dst = s.b, d.b
+		o.lay = layout{dstParts: 1, srcParts: 1, stageTotal: s.n, stageParts: 1}
+		o.kernel = op.kernel()
+	}, op == Avg && c.rank == root)
+}
+
+// Gather collects every rank's src into dst at root: block k of dst (of
+// len(src) elements) is rank k's src. dst is used only at root, where
+// len(dst) == Size()*len(src); elsewhere it may be nil.
+func (c *Communicator) Gather(ctx context.Context, dst, src any, root int) error {
+	h := wire.Header{Op: wire.OpGather}
+	s, err := asTensor("src", src, false)
+	var d tensor
+	if err == nil {
+		err = c.checkRoot(root)
+	}
+	if err == nil && c.rank == root {
+		if d, err = asTensor("dst", dst, false); err == nil {
+			err = sameShape("dst", d, s.dt, s.n*c.world)
+		}
+	}
+	h.DType, h.Count, h.Root = s.dt, uint64(s.n), int32(root)
+	return c.do(ctx, &h, err, func(o *opState) {
+		o.src, o.dst = s.b, d.b
+		o.lay = layout{dstParts: c.world, srcParts: 1, stageTotal: s.n * c.world, stageParts: c.world}
+	}, false)
+}
+
+// AllGather collects every rank's src into dst on every rank: block k of
+// dst (len(src) elements) is rank k's src; len(dst) == Size()*len(src).
+func (c *Communicator) AllGather(ctx context.Context, dst, src any) error {
+	h := wire.Header{Op: wire.OpAllGather, Root: -1}
+	s, err := asTensor("src", src, false)
+	var d tensor
+	if err == nil {
+		if d, err = asTensor("dst", dst, false); err == nil {
+			err = sameShape("dst", d, s.dt, s.n*c.world)
+		}
+	}
+	h.DType, h.Count = s.dt, uint64(s.n)
+	return c.do(ctx, &h, err, func(o *opState) {
+		o.src, o.dst = s.b, d.b
+		o.lay = layout{dstParts: c.world, srcParts: 1}
+	}, false)
+}
+
+// ReduceScatter reduces src over all ranks with op and leaves block r of
+// the result (len(dst) elements) in dst on rank r; len(src) ==
+// Size()*len(dst). src is never modified.
+func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op) error {
+	h := wire.Header{Op: wire.OpReduceScatter, Root: -1}
+	d, err := asTensor("dst", dst, false)
+	var s tensor
+	if err == nil {
+		if s, err = asTensor("src", src, false); err == nil {
+			err = sameShape("src", s, d.dt, d.n*c.world)
+		}
+	}
+	if err == nil {
+		err = checkOp(op)
+	}
+	h.DType, h.Count, h.Reduce = d.dt, uint64(d.n), op.wire()
+	return c.do(ctx, &h, err, func(o *opState) {
+		o.src, o.dst = s.b, d.b
+		o.lay = layout{dstParts: 1, srcParts: c.world, stageTotal: d.n * c.world, stageParts: c.world}
+		o.kernel = op.kernel()
+	}, op == Avg)
+}
+
+// Barrier returns once every rank has entered it.
+func (c *Communicator) Barrier(ctx context.Context) error {
+	h := wire.Header{Op: wire.OpBarrier, DType: wire.Float32, Root: -1}
+	return c.do(ctx, &h, nil, func(o *opState) {}, false)
+}
+
+// SendRecv sends src to the next rank of the ring and receives the previous
+// rank's into dst (same length): the ring's link pattern, for benchmarks.
+func (c *Communicator) SendRecv(ctx context.Context, dst, src any) error {
+	h := wire.Header{Op: wire.OpSendRecv, Root: -1}
+	s, err := asTensor("src", src, false)
+	var d tensor
+	if err == nil {
+		if d, err = asTensor("dst", dst, false); err == nil {
+			err = sameShape("dst", d, s.dt, s.n)
+		}
+	}
+	h.DType, h.Count = s.dt, uint64(s.n)
+	return c.do(ctx, &h, err, func(o *opState) {
+		o.src, o.dst = s.b, d.b
+		o.lay = layout{dstParts: 1, srcParts: 1}
+	}, false)
+}
+
+func checkOp(op Op) error {
+	if !op.valid() {
+		return fmt.Errorf("%w: unknown reduction operator %v", ErrInvalid, op)
+	}
+	return nil
+}
+
+func (c *Communicator) checkRoot(root int) error {
+	if root < 0 || root >= c.world {
+		return fmt.Errorf("%w: root %d outside [0, %d)", ErrInvalid, root, c.world)
+	}
+	return nil
+}
+
+func sameShape(name string, t tensor, dt wire.DType, n int) error {
+	if t.dt != dt {
+		return fmt.Errorf("%w: %s is %s, want %s", ErrInvalid, name, t.dt, dt)
+	}
+	if t.n != n {
+		return fmt.Errorf("%w: %s has %d elements, want %d", ErrInvalid, name, t.n, n)
+	}
+	return nil
+}
+
+// do runs one operation: it checks the communicator, numbers the call,
+// sets up the shared operation state and runs it; on failure it poisons the
+// communicator and tells the peers.
+func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, setup func(*opState), avg bool) error {
+	h.Epoch, h.Algo = c.epoch, wire.AlgoRing
+	if argErr != nil {
+		return &OpError{Rank: c.rank, Call: h.Op.String(), Err: argErr}
+	}
+	if ctx == nil {
+		return &OpError{Rank: c.rank, Call: h.Op.String(), Err: fmt.Errorf("%w: nil context", ErrInvalid)}
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	c.mu.Lock()
+	cause, closed := c.cause, c.closed
+	if cause == nil && !closed {
+		c.seq++
+		c.inFlight = true
+	}
+	h.Seq = c.seq
+	c.mu.Unlock()
+	if closed {
+		return &OpError{Rank: c.rank, Call: describe(h), Err: ErrClosed}
+	}
+	if cause != nil {
+		return &OpError{Rank: c.rank, Call: describe(h), Err: fmt.Errorf("%w: %w", ErrPoisoned, cause)}
+	}
+	defer func() {
+		c.mu.Lock()
+		c.inFlight = false
+		c.mu.Unlock()
+	}()
+	o := c.op
+	*o = opState{recvNote: o.recvNote, stageNote: o.stageNote, recvBase: o.recvBase}
+	o.hdr = *h
+	o.es = h.DType.Size()
+	o.cb = c.cb / o.es * o.es
+	o.sched = c.schedule(h.Op, int(h.Root))
+	setup(o)
+	if c.world > 1 {
+		o.next, o.prev = c.links[0], c.links[1]
+		c.mu.Lock()
+		gone := -1
+		for _, p := range []int{o.next.Peer, o.prev.Peer} {
+			if c.peerClosed[p] {
+				gone = p
+			}
+		}
+		c.mu.Unlock()
+		if gone >= 0 {
+			err := fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, gone)
+			c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, describe(h), err))
+			return &OpError{Rank: c.rank, Call: describe(h), Err: err}
+		}
+	}
+	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	err := c.run(ctx, o)
+	if err == nil {
+		if avg {
+			c.divide(o)
+		}
+		return nil
+	}
+	return c.failed(h, o, err)
+}
+
+// divide finishes Avg: the reduced sum divided by the world size.
+func (c *Communicator) divide(o *opState) {
+	buf := o.dst
+	if o.hdr.DType == wire.Float64 {
+		reduce.Div64(asF64(buf), float64(c.world))
+	} else {
+		reduce.Div32(asF32(buf), float32(c.world))
+	}
+}
+
+// failed classifies an operation's failure, poisons the communicator and
+// returns the caller's error.
+func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
+	call := describe(h)
+	c.mu.Lock()
+	cause := c.cause
+	c.mu.Unlock()
+	if cause != nil { // poisoned while running: a peer's abort, a lost link, Close
+		return &OpError{Rank: c.rank, Call: call, Err: cause}
+	}
+	var code wire.Code
+	var mm *mismatchError
+	var fe *frameError
+	switch {
+	case errors.As(err, &mm):
+		code = wire.CodeMismatch
+		err = fmt.Errorf("%w: %s", ErrMismatch, mm.msg)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		code = wire.CodeTimeout
+		if errors.Is(err, context.Canceled) {
+			code = wire.CodeCanceled
+		}
+		err = fmt.Errorf("%w %s", err, c.hangReport(o))
+	case errors.As(err, &fe) && errors.Is(err, wire.ErrMalformed):
+		code = wire.CodeProtocol
+		err = fmt.Errorf("%w: %w", ErrProtocol, err)
+	case errors.As(err, &fe):
+		code = wire.CodePeerLost
+		err = fmt.Errorf("%w: %w", ErrPeerLost, err)
+	default:
+		code = wire.CodeInternal
+	}
+	reason := fmt.Sprintf("rank %d: %s: %v", c.rank, call, err)
+	if code == wire.CodeMismatch {
+		reason = mm.msg
+	}
+	c.poison(err, code, reason)
+	return &OpError{Rank: c.rank, Call: call, Err: err}
+}
+
+// hangReport says where an operation was when it ran out of time.
+func (c *Communicator) hangReport(o *opState) string {
+	rs, rc := o.recvStep.Load(), o.recvChunk.Load()
+	ss, sc := o.sendStep.Load(), o.sendChunk.Load()
+	recvs, sends := len(o.sched.Recvs), len(o.sched.Sends)
+	switch {
+	case rs >= 0 && int(rs) < recvs && o.recvDone.Load() < int64(o.recvBase[len(o.recvBase)-1]):
+		return fmt.Sprintf("while waiting for step %d chunk %d from rank %d (sent up to step %d chunk %d to rank %d)",
+			rs, rc, o.prev.Peer, ss, sc, o.next.Peer)
+	case ss >= 0 && int(ss) < sends:
+		return fmt.Sprintf("while sending step %d chunk %d to rank %d", ss, sc, o.next.Peer)
+	}
+	return "before the first frame moved"
+}
+
+

@@ -1,0 +1,14 @@
+module github.com/ringo-ml/ringo
+
+go 1.26.0
+
+require (
+	github.com/google/flatbuffers v25.12.19+incompatible // indirect
+	github.com/quic-go/quic-go v0.65.0 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
+	golang.org/x/crypto v0.54.0 // indirect
+	golang.org/x/net v0.56.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
+	gonum.org/v1/gonum v0.17.0 // indirect
+)

@@ -1,0 +1,99 @@
+package reduce
+
+// Op is an elementwise reduction operator.
+type Op uint8
+
+// The reduction operators. The zero Op is invalid.
+const (
+	Sum  Op = iota + 1 // dst + src
+	Prod               // dst * src
+	Min                // min(dst, src), NaN-propagating, -0 < +0
+	Max                // max(dst, src), NaN-propagating, -0 < +0
+)
+
+// Valid reports whether o is one of Sum, Prod, Min or Max.
+func (o Op) Valid() bool { return o >= Sum && o <= Max }
+
+// String returns "sum", "prod", "min" or "max", or "Op(N)" for an invalid Op.
+func (o Op) String() string {
+	switch o {
+	case Sum:
+		return "sum"
+	case Prod:
+		return "prod"
+	case Min:
+		return "min"
+	case Max:
+		return "max"
+	}
+	return "Op(" + itoa(uint8(o)) + ")"
+}
+
+func itoa(v uint8) string {
+	var buf [3]byte
+	i := len(buf)
+	for {
+		i--
+		buf[i] = '0' + v%10
+		v /= 10
+		if v == 0 {
+			return string(buf[i:])
+		}
+	}
+}
+
+const errLength = "reduce: slice lengths do not match"
+
+func invalidOp(op Op) string { return "reduce: invalid Op " + op.String() }
+
+// Float32 sets dst[i] = dst[i] ⊕ src[i] for all i, where ⊕ is op.
+// It panics if len(dst) != len(src) ("reduce: slice lengths do not match")
+// or if op is not Valid. dst and src may be the same slice but must not
+// otherwise overlap.
+func Float32(op Op, dst, src []float32) {
+	if len(dst) != len(src) {
+		panic(errLength)
+	}
+	switch op {
+	case Sum:
+		sum32(dst, src)
+	case Prod:
+		prodUnroll4(dst, src)
+	case Min:
+		minUnroll4(dst, src)
+	case Max:
+		maxUnroll4(dst, src)
+	default:
+		panic(invalidOp(op))
+	}
+}
+
+// Float64 sets dst[i] = dst[i] ⊕ src[i] for all i, where ⊕ is op.
+// It panics if len(dst) != len(src) ("reduce: slice lengths do not match")
+// or if op is not Valid. dst and src may be the same slice but must not
+// otherwise overlap.
+func Float64(op Op, dst, src []float64) {
+	if len(dst) != len(src) {
+		panic(errLength)
+	}
+	switch op {
+	case Sum:
+		sum64(dst, src)
+	case Prod:
+		prodUnroll4(dst, src)
+	case Min:
+		minUnroll4(dst, src)
+	case Max:
+		maxUnroll4(dst, src)
+	default:
+		panic(invalidOp(op))
+	}
+}
+
+// Div32 sets dst[i] = dst[i] / n for all i. It divides (rather than
+// multiplying by 1/n) so that Sum followed by Div32 with the world size is
+// bit-identical to a serial sum divided by n.
+func Div32(dst []float32, n float32) { divUnroll4(dst, n) }
+
+// Div64 sets dst[i] = dst[i] / n for all i. See Div32.
+func Div64(dst []float64, n float64) { div64(dst, n) }
