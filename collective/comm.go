@@ -40,10 +40,8 @@ const (
 	DefaultTimeout     = 10 * time.Minute
 	DefaultIdleTimeout = 10 * time.Second
 	// MaxChunkBytes bounds Config.ChunkBytes and so every frame's payload.
-	MaxChunkBytes = 64 << 20
-	// closeLinger bounds how long Close waits for peers to finish reading
-	// what this rank sent.
-	closeLinger = 3 * time.Second
+	MaxChunkBytes       = 64 << 20
+	DefaultCloseTimeout = 30 * time.Second
 )
 
 // Config configures a communicator.
@@ -67,6 +65,10 @@ type Config struct {
 	// IdleTimeout is how long a silent peer is tolerated before it is
 	// declared lost, even between operations. Default 10 s.
 	IdleTimeout time.Duration
+	// CloseTimeout bounds how long Close waits for the neighbours to finish
+	// the operations that still need data this rank sent. Peers that are
+	// done answer at once. Default 30 s.
+	CloseTimeout time.Duration
 	// Logger receives debug and warning records; default slog.Default().
 	Logger *slog.Logger
 }
@@ -89,6 +91,7 @@ type Communicator struct {
 	mesh        transport.Mesh
 	cb          int
 	timeout     time.Duration
+	linger      time.Duration
 
 	opMu   sync.Mutex // held for the whole of an operation
 	seq    uint64
@@ -102,6 +105,7 @@ type Communicator struct {
 	lim     wire.Limits
 	scratch []byte
 	stage   [stageSlots][]byte
+	tmp     []byte             // ReduceScatter's partial sums, grown on demand
 	links   [2]*transport.Link // next, prev
 
 	jobs     chan *opState
@@ -112,6 +116,9 @@ type Communicator struct {
 	cause      error // set once the communicator is poisoned
 	closed     bool
 	inFlight   bool
+	doneSeq    uint64         // the last operation that finished
+	byes       map[int]uint64 // peers that closed after finishing op #seq
+	echoed     map[int]bool   // byes answered
 	peerClosed map[int]bool
 	closeOnce  sync.Once
 }
@@ -157,6 +164,9 @@ func (cfg *Config) defaults() error {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = DefaultCloseTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -173,6 +183,9 @@ func newCommunicator(cfg *Config) *Communicator {
 		log:        cfg.Logger.With("group", v.Group, "epoch", v.Epoch, "rank", v.Rank),
 		cb:         cfg.ChunkBytes,
 		timeout:    cfg.Timeout,
+		linger:     cfg.CloseTimeout,
+		byes:       make(map[int]uint64),
+		echoed:     make(map[int]bool),
 		op:         newOpState(),
 		scheds:     make(map[schedKey]*ring.Schedule),
 		enc:        wire.NewEncoder(),
@@ -357,6 +370,10 @@ func (c *Communicator) schedule(op wire.Op, root int) *ring.Schedule {
 type events struct{ c *Communicator }
 
 func (e events) PeerAbort(peer int, a *wire.Abort) {
+	if a.Code == wire.CodeBye {
+		e.c.peerBye(peer, a.Seq)
+		return
+	}
 	var err error
 	switch a.Code {
 	case wire.CodeMismatch:
@@ -383,6 +400,42 @@ func (e events) PeerDown(peer int, err error) {
 	}
 	msg := fmt.Sprintf("rank %d lost rank %d: %v", c.rank, peer, err)
 	c.poison(fmt.Errorf("%w: %s", ErrPeerLost, msg), wire.CodePeerLost, msg)
+}
+
+// peerBye records that peer closed after finishing operation seq. Once this
+// rank has finished that operation too (it has read all the peer sent),
+// it answers by ending its side of the link, which ends the peer's wait.
+func (c *Communicator) peerBye(peer int, seq uint64) {
+	c.mu.Lock()
+	c.byes[peer] = seq
+	c.mu.Unlock()
+	c.answerByes()
+}
+
+// answerByes ends the links of peers that said bye, once no operation is in
+// flight and the last one finished is at least the peer's last.
+func (c *Communicator) answerByes() {
+	c.mu.Lock()
+	var peers []int
+	if !c.inFlight {
+		for p, seq := range c.byes {
+			if !c.echoed[p] && (c.doneSeq >= seq || c.cause != nil || c.closed) {
+				c.echoed[p] = true
+				peers = append(peers, p)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if len(peers) == 0 || c.mesh == nil {
+		return
+	}
+	for _, l := range c.mesh.Links() {
+		for _, p := range peers {
+			if l.Peer == p {
+				l.CloseWrite()
+			}
+		}
+	}
 }
 
 // poison marks the communicator failed with cause, interrupts the operation
@@ -431,14 +484,23 @@ func (c *Communicator) Close() error {
 		defer c.opMu.Unlock()
 		c.stopWorker()
 		c.mu.Lock()
-		linger := closeLinger
+		linger, seq := c.linger, c.doneSeq
 		if c.cause != nil {
 			linger = 0
 		}
 		c.mu.Unlock()
-		if c.mesh != nil {
-			_ = c.mesh.Close(linger)
+		if c.mesh == nil {
+			return
 		}
+		if linger > 0 {
+			// Tell the neighbours which operation was our last; each answers
+			// once it has finished that operation too.
+			bye := &wire.Abort{Epoch: c.epoch, Seq: seq, Rank: int32(c.rank), Code: wire.CodeBye, Reason: "closed"}
+			for _, l := range c.mesh.Links() {
+				_ = l.SendAbort(bye)
+			}
+		}
+		_ = c.mesh.Close(linger)
 	})
 	return nil
 }

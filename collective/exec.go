@@ -34,17 +34,18 @@ type opState struct {
 	lay    layout
 	dst    []byte
 	src    []byte
-	es     int // element size in bytes
+	tmp    []byte // laid out like src
+	es     int    // element size in bytes
 	kernel reduce.Op
 	cb     int // chunk bytes, a multiple of es
 
 	next, prev *transport.Link
 
-	recvBase []int // recvBase[i]: chunks received before Recvs[i]; recvBase[len] = total
-	recvDone atomic.Int64
-	recvNote chan struct{} // wakes the sender when recvDone grows or the op fails
-	stageIn  int64         // chunks staged (receiver only)
-	stageOut atomic.Int64  // staged chunks sent on
+	recvBase  []int // recvBase[i]: chunks received before Recvs[i]; recvBase[len] = total
+	recvDone  atomic.Int64
+	recvNote  chan struct{} // wakes the sender when recvDone grows or the op fails
+	stageIn   int64         // chunks staged (receiver only)
+	stageOut  atomic.Int64  // staged chunks sent on
 	stageNote chan struct{} // wakes the receiver when stageOut grows or the op fails
 
 	// Progress, for hang reports.
@@ -125,6 +126,8 @@ func (o *opState) seg(r ring.Ref) []byte {
 		buf, parts = o.dst, o.lay.dstParts
 	case ring.Src:
 		buf, parts = o.src, o.lay.srcParts
+	case ring.Tmp:
+		buf, parts = o.tmp, o.lay.srcParts
 	default:
 		panic(fmt.Sprintf("collective: no bytes for %v", r))
 	}
@@ -235,7 +238,7 @@ func (c *Communicator) runSends(o *opState) error {
 		}
 		var seg []byte
 		n := o.segLen(s.From)
-		if s.From.Buf != ring.Stage {
+		if s.From.Buf != ring.Stage { // Dst, Src or Tmp
 			seg = o.seg(s.From)
 		}
 		for ch := range o.chunks(n) {
@@ -287,7 +290,7 @@ func (c *Communicator) runRecvs(o *opState) error {
 		}
 		n := o.segLen(rv.To)
 		var to, with []byte
-		if rv.To.Buf == ring.Dst {
+		if rv.To.Buf == ring.Dst || rv.To.Buf == ring.Tmp {
 			to = o.seg(rv.To)
 		}
 		if rv.With.Buf == ring.Src {

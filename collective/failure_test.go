@@ -25,7 +25,7 @@ func TestMismatch(t *testing.T) {
 	}
 	cases := []struct {
 		name  string
-		odd   call   // what rank 3 calls; the others call allreduce(1000)
+		odd   call     // what rank 3 calls; the others call allreduce(1000)
 		words []string // the error names both calls
 	}{
 		{"op", func(ctx context.Context, r int, c *collective.Communicator) error {

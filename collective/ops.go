@@ -146,7 +146,11 @@ func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op) e
 	h.DType, h.Count, h.Reduce = d.dt, uint64(d.n), op.wire()
 	return c.do(ctx, &h, err, func(o *opState) {
 		o.src, o.dst = s.b, d.b
-		o.lay = layout{dstParts: 1, srcParts: c.world, stageTotal: d.n * c.world, stageParts: c.world}
+		o.lay = layout{dstParts: 1, srcParts: c.world}
+		if cap(c.tmp) < len(s.b) {
+			c.tmp = alignedBytes(len(s.b))
+		}
+		o.tmp = c.tmp[:len(s.b)]
 		o.kernel = op.kernel()
 	}, op == Avg)
 }
@@ -229,7 +233,9 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, set
 	defer func() {
 		c.mu.Lock()
 		c.inFlight = false
+		c.doneSeq = h.Seq
 		c.mu.Unlock()
+		c.answerByes()
 	}()
 	o := c.op
 	*o = opState{recvNote: o.recvNote, stageNote: o.stageNote, recvBase: o.recvBase}
@@ -243,7 +249,7 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, set
 		c.mu.Lock()
 		gone := -1
 		for _, p := range []int{o.next.Peer, o.prev.Peer} {
-			if c.peerClosed[p] {
+			if _, bye := c.byes[p]; bye || c.peerClosed[p] {
 				gone = p
 			}
 		}
@@ -333,5 +339,3 @@ func (c *Communicator) hangReport(o *opState) string {
 	}
 	return "before the first frame moved"
 }
-
-

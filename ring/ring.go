@@ -35,6 +35,17 @@
 // the index of the Recv that filled the slot it consumes, and From.Seg names
 // the segment the slot holds.
 //
+// Tmp is a per-rank scratch buffer that the executor owns, laid out like Src
+// (same segments). Unlike Stage it is a whole buffer, not a bounded pool of
+// slots, so a Recv into Tmp never waits for space. Only ReduceScatter uses
+// it: there every rank sends and receives at every step, and with bounded
+// staging slots a rank blocked sending its (unstaged) step-0 segment to a
+// Next that waits for a free slot could close a cycle around the ring under
+// a flow-controlled transport. Each Tmp segment is written by exactly one
+// RecvCopyReduce and then read by the one Send that depends on it. Stage is
+// used only by the chains of Reduce and Gather, which end at the root, and
+// the root always drains.
+//
 // # Segment layout per op
 //
 // Ref.Seg indexes the op's segment layout:
@@ -42,8 +53,9 @@
 //   - AllReduce: in place on Dst; Dst segment k is part k of
 //     Split(len(dst), World, k).
 //   - ReduceScatter: Src holds World blocks of len(dst) elements each (Src
-//     segment k = block k); Dst segment 0 is the whole dst. Stage segment k
-//     holds (a partial reduction of) block k.
+//     segment k = block k); Dst segment 0 is the whole dst. Tmp has Src's
+//     layout: Tmp segment k holds a partial reduction of block k. It is the
+//     only op that uses Tmp, and it uses no Stage.
 //   - AllGather: Src segment 0 is the whole src; Dst segment k is block k of
 //     len(src) elements.
 //   - Broadcast: in place; Dst segment 0 is the whole buffer.
@@ -66,7 +78,7 @@
 // matters. The operand order of each step is fixed by the RecvKind: for
 // RecvReduce the existing segment is the left operand (To = To ⊕ payload);
 // for RecvStageReduce and RecvCopyReduce the received payload is the left
-// operand (payload ⊕ With). Writing x_r for rank r's contribution and taking
+// operand (payload ⊕ With), whether To is Dst, Tmp or a staging slot. Writing x_r for rank r's contribution and taking
 // rank arithmetic mod World:
 //
 //   - AllReduce, segment k: reduced along the chain k -> k+1 -> ... -> k-1,
@@ -100,6 +112,7 @@ const (
 	Dst              // the caller's output buffer (in-place ops: also the input)
 	Src              // the caller's input buffer of out-of-place ops; never written
 	Stage            // a transient staging slot: data received only to be forwarded (FIFO per rank)
+	Tmp              // a scratch buffer owned by the executor, laid out like Src (same segments); holds partial reductions to be forwarded
 )
 
 // String returns the buffer's name.
@@ -113,6 +126,8 @@ func (b Buf) String() string {
 		return "Src"
 	case Stage:
 		return "Stage"
+	case Tmp:
+		return "Tmp"
 	}
 	return fmt.Sprintf("Buf(%d)", uint8(b))
 }
@@ -140,7 +155,7 @@ const (
 	RecvReduce                          // To(Dst seg) = To ⊕ payload
 	RecvStage                           // a new staging slot = payload (To = Ref{Stage, seg})
 	RecvStageReduce                     // a new staging slot = payload ⊕ With(Src seg)   (To = Ref{Stage, seg})
-	RecvCopyReduce                      // To(Dst seg) = payload ⊕ With(Src seg)
+	RecvCopyReduce                      // To(Dst or Tmp seg) = payload ⊕ With(Src seg)
 	RecvAck                             // an empty frame (completion token), To/With zero
 )
 
@@ -165,7 +180,7 @@ func (k RecvKind) String() string {
 
 // Send is one frame sent to Next.
 type Send struct {
-	From  Ref // Dst/Src: that segment; Stage: the OLDEST staged slot (FIFO), Seg names the segment it holds; None: an empty ack/token frame
+	From  Ref // Dst/Src/Tmp: that segment; Stage: the OLDEST staged slot (FIFO), Seg names the segment it holds; None: an empty ack/token frame
 	After int // index into Recvs that must complete first (chunk by chunk for data; wholly for an ack); -1: none
 }
 
@@ -277,6 +292,7 @@ func newSchedule(world, rank int) Schedule {
 func dst(seg int) Ref   { return Ref{Dst, seg} }
 func src(seg int) Ref   { return Ref{Src, seg} }
 func stage(seg int) Ref { return Ref{Stage, seg} }
+func tmp(seg int) Ref   { return Ref{Tmp, seg} }
 
 // AllReduce reduces Dst in place over all ranks: afterwards every rank's Dst
 // holds the element-wise reduction of every rank's Dst. Dst segment k is
@@ -313,9 +329,13 @@ func AllReduce(world, rank int) Schedule {
 // reduced over all ranks, in Dst segment 0. Src is never written.
 //
 // Block k travels k+1 -> k+2 -> ... -> k: rank k+1 sends its Src block k,
-// every middle hop RecvStageReduce's it with its own Src block k and forwards
-// the staged slot, and rank k RecvCopyReduce's it into Dst. world-1 sends and
-// recvs.
+// every middle hop RecvCopyReduce's it with its own Src block k into its Tmp
+// segment k and forwards that segment, and rank k RecvCopyReduce's it into
+// Dst. At step s rank r sends block r-1-s (Src at step 0, Tmp afterwards,
+// after the recv of step s-1 that wrote it) and receives block r-2-s (into
+// Tmp, or into Dst at the last step s = world-2, where the block is r).
+// world-1 sends and recvs. It uses no Stage: see Tmp in the package
+// documentation for why.
 func ReduceScatter(world, rank int) Schedule {
 	check("ReduceScatter", world, rank)
 	s := newSchedule(world, rank)
@@ -331,13 +351,13 @@ func ReduceScatter(world, rank int) Schedule {
 		if st == 0 {
 			s.Sends = append(s.Sends, Send{From: src(mod(rank-1, n)), After: -1})
 		} else {
-			s.Sends = append(s.Sends, Send{From: stage(mod(rank-1-st, n)), After: st - 1})
+			s.Sends = append(s.Sends, Send{From: tmp(mod(rank-1-st, n)), After: st - 1})
 		}
 		b := mod(rank-2-st, n)
 		if st == n-2 { // b == rank: the last hop of this rank's own block
 			s.Recvs = append(s.Recvs, Recv{Kind: RecvCopyReduce, To: dst(0), With: src(b)})
 		} else {
-			s.Recvs = append(s.Recvs, Recv{Kind: RecvStageReduce, To: stage(b), With: src(b)})
+			s.Recvs = append(s.Recvs, Recv{Kind: RecvCopyReduce, To: tmp(b), With: src(b)})
 		}
 	}
 	return s

@@ -23,6 +23,9 @@ type opSpec struct {
 	// rank has no output buffer (any access is an error).
 	srcSegs, dstSegs func(world, rank, root int) int
 	stageSegs        func(world int) int
+	// tmpSegs is the number of Tmp segments (Src's layout) a rank may use;
+	// 0 for every op but ReduceScatter.
+	tmpSegs func(world int) int
 	// segLen is the length in elements of a segment when the op is called
 	// with count (AllReduce: len(dst); otherwise the block length).
 	segLen func(world int, ref Ref, count int) int
@@ -58,10 +61,12 @@ func sameCount(n func(world int) int) func(world, rank, root int) (int, int) {
 
 func noAck(int, int) int { return -1 }
 
+func noTmp(int) int { return 0 }
+
 var ops = []*opSpec{
 	{
 		name: "AllReduce", inPlace: true, build: noRoot(AllReduce),
-		srcSegs: constSegs(0), dstSegs: worldSegs, stageSegs: func(int) int { return 0 },
+		srcSegs: constSegs(0), dstSegs: worldSegs, stageSegs: func(int) int { return 0 }, tmpSegs: noTmp,
 		segLen: func(world int, ref Ref, count int) int {
 			_, n := Split(count, world, ref.Seg)
 			return n
@@ -89,7 +94,7 @@ var ops = []*opSpec{
 	},
 	{
 		name: "ReduceScatter", build: noRoot(ReduceScatter),
-		srcSegs: worldSegs, dstSegs: constSegs(1), stageSegs: func(n int) int { return n },
+		srcSegs: worldSegs, dstSegs: constSegs(1), stageSegs: func(int) int { return 0 }, tmpSegs: func(n int) int { return n },
 		segLen: blockLen,
 		counts: sameCount(func(n int) int { return n - 1 }),
 		ackTo:  noAck,
@@ -113,7 +118,7 @@ var ops = []*opSpec{
 	},
 	{
 		name: "AllGather", build: noRoot(AllGather),
-		srcSegs: constSegs(1), dstSegs: worldSegs, stageSegs: func(int) int { return 0 },
+		srcSegs: constSegs(1), dstSegs: worldSegs, stageSegs: func(int) int { return 0 }, tmpSegs: noTmp,
 		segLen: blockLen,
 		counts: sameCount(func(n int) int { return n - 1 }),
 		ackTo:  noAck,
@@ -131,7 +136,7 @@ var ops = []*opSpec{
 	},
 	{
 		name: "Broadcast", rooted: true, inPlace: true, build: Broadcast,
-		srcSegs: constSegs(0), dstSegs: constSegs(1), stageSegs: func(int) int { return 0 },
+		srcSegs: constSegs(0), dstSegs: constSegs(1), stageSegs: func(int) int { return 0 }, tmpSegs: noTmp,
 		segLen: blockLen,
 		counts: func(world, _, _ int) (int, int) { return min(1, world-1), min(1, world-1) },
 		ackTo:  func(world, root int) int { return root },
@@ -147,7 +152,7 @@ var ops = []*opSpec{
 	},
 	{
 		name: "Reduce", rooted: true, build: Reduce,
-		srcSegs: constSegs(1), dstSegs: rootOnly(func(int) int { return 1 }), stageSegs: func(int) int { return 1 },
+		srcSegs: constSegs(1), dstSegs: rootOnly(func(int) int { return 1 }), stageSegs: func(int) int { return 1 }, tmpSegs: noTmp,
 		segLen: blockLen,
 		counts: func(world, _, _ int) (int, int) { return min(1, world-1), min(1, world-1) },
 		ackTo:  func(world, root int) int { return (root + 1) % world },
@@ -168,7 +173,7 @@ var ops = []*opSpec{
 	},
 	{
 		name: "Gather", rooted: true, rankSegs: true, build: Gather,
-		srcSegs: constSegs(1), dstSegs: rootOnly(func(n int) int { return n }), stageSegs: func(n int) int { return n },
+		srcSegs: constSegs(1), dstSegs: rootOnly(func(n int) int { return n }), stageSegs: func(n int) int { return n }, tmpSegs: noTmp,
 		segLen: blockLen,
 		counts: func(world, rank, root int) (int, int) {
 			if world == 1 {
@@ -197,7 +202,7 @@ var ops = []*opSpec{
 	},
 	{
 		name: "Barrier", build: noRoot(Barrier),
-		srcSegs: constSegs(0), dstSegs: constSegs(0), stageSegs: func(int) int { return 0 },
+		srcSegs: constSegs(0), dstSegs: constSegs(0), stageSegs: func(int) int { return 0 }, tmpSegs: noTmp,
 		segLen: blockLen,
 		counts: sameCount(func(n int) int { return n - 1 }),
 		ackTo:  noAck,
@@ -215,7 +220,7 @@ var ops = []*opSpec{
 	},
 	{
 		name: "SendRecv", build: noRoot(SendRecv),
-		srcSegs: constSegs(1), dstSegs: constSegs(1), stageSegs: func(int) int { return 0 },
+		srcSegs: constSegs(1), dstSegs: constSegs(1), stageSegs: func(int) int { return 0 }, tmpSegs: noTmp,
 		segLen: blockLen,
 		counts: sameCount(func(n int) int { return min(1, n-1) }),
 		ackTo:  noAck,
@@ -233,7 +238,7 @@ var ops = []*opSpec{
 
 // staticCheck verifies the shape of one world's schedules without running
 // them: fields, counts, references, frame pairing and segment lengths, and
-// the stage FIFO discipline.
+// the stage FIFO discipline and the Tmp write-once/read-after discipline.
 func staticCheck(op *opSpec, world, root int, schs []Schedule) []string {
 	var errs []string
 	fail := func(format string, args ...any) {
@@ -250,6 +255,8 @@ func staticCheck(op *opSpec, world, root int, schs []Schedule) []string {
 			segs = op.srcSegs(world, r, root)
 		case Stage:
 			segs = op.stageSegs(world)
+		case Tmp:
+			segs = op.tmpSegs(world)
 		default:
 			return !data && ref == Ref{}
 		}
@@ -272,13 +279,20 @@ func staticCheck(op *opSpec, world, root int, schs []Schedule) []string {
 			}
 		}
 		var stageFills []int
+		tmpWriter := map[int]int{} // Tmp segment -> the recv that writes it
 		for j, rv := range s.Recvs {
+			if rv.To.Buf == Tmp {
+				if w, dup := tmpWriter[rv.To.Seg]; dup {
+					fail("rank %d recv %d (%v): Tmp segment already written by recv %d", r, j, rv, w)
+				}
+				tmpWriter[rv.To.Seg] = j
+			}
 			ok := true
 			switch rv.Kind {
 			case RecvCopy, RecvReduce:
 				ok = rv.To.Buf == Dst && inRange(r, rv.To, true) && rv.With == Ref{}
 			case RecvCopyReduce:
-				ok = rv.To.Buf == Dst && inRange(r, rv.To, true) && rv.With.Buf == Src && inRange(r, rv.With, true)
+				ok = (rv.To.Buf == Dst || rv.To.Buf == Tmp) && inRange(r, rv.To, true) && rv.With.Buf == Src && inRange(r, rv.With, true)
 			case RecvStage:
 				ok = rv.To.Buf == Stage && inRange(r, rv.To, true) && rv.With == Ref{}
 				stageFills = append(stageFills, j)
@@ -303,6 +317,11 @@ func staticCheck(op *opSpec, world, root int, schs []Schedule) []string {
 			if !inRange(r, sd.From, sd.From.Buf != None) {
 				fail("rank %d send %d: bad From %v", r, i, sd.From)
 				continue
+			}
+			if sd.From.Buf == Tmp {
+				if w, ok := tmpWriter[sd.From.Seg]; !ok || sd.After != w {
+					fail("rank %d send %d (%v): does not depend on the recv that writes its Tmp segment", r, i, sd)
+				}
 			}
 			if sd.From.Buf == Stage {
 				if stageSends >= len(stageFills) || sd.After != stageFills[stageSends] || s.Recvs[sd.After].To != sd.From {
@@ -586,14 +605,51 @@ func TestReduceScatterWorld3Rank0(t *testing.T) {
 	got := ReduceScatter(3, 0)
 	want := Schedule{
 		World: 3, Rank: 0, Next: 1, Prev: 2,
-		Sends: []Send{{Ref{Src, 2}, -1}, {Ref{Stage, 1}, 0}},
+		Sends: []Send{{Ref{Src, 2}, -1}, {Ref{Tmp, 1}, 0}},
 		Recvs: []Recv{
-			{Kind: RecvStageReduce, To: Ref{Stage, 1}, With: Ref{Src, 1}},
+			{Kind: RecvCopyReduce, To: Ref{Tmp, 1}, With: Ref{Src, 1}},
 			{Kind: RecvCopyReduce, To: Ref{Dst, 0}, With: Ref{Src, 0}},
 		},
 	}
 	if got.String() != want.String() {
 		t.Errorf("ReduceScatter(3, 0):\n%v\nwant:\n%v", got, want)
+	}
+}
+
+// ReduceScatter must not use bounded staging slots: every rank forwards and
+// receives at every step, so a receiver waiting for a free slot could
+// deadlock the ring under a flow-controlled transport.
+func TestReduceScatterNoStage(t *testing.T) {
+	for world := 1; world <= maxWorld; world++ {
+		for r := range world {
+			s := ReduceScatter(world, r)
+			for _, l := range s.Local {
+				if l.From.Buf == Stage || l.To.Buf == Stage {
+					t.Fatalf("ReduceScatter(%d, %d) Local uses Stage:\n%v", world, r, s)
+				}
+			}
+			for _, sd := range s.Sends {
+				if sd.From.Buf == Stage {
+					t.Fatalf("ReduceScatter(%d, %d) sends from Stage:\n%v", world, r, s)
+				}
+			}
+			for _, rv := range s.Recvs {
+				if rv.Kind == RecvStage || rv.Kind == RecvStageReduce || rv.To.Buf == Stage || rv.With.Buf == Stage {
+					t.Fatalf("ReduceScatter(%d, %d) receives into Stage:\n%v", world, r, s)
+				}
+			}
+		}
+	}
+}
+
+func TestBufString(t *testing.T) {
+	for b, want := range map[Buf]string{None: "None", Dst: "Dst", Src: "Src", Stage: "Stage", Tmp: "Tmp", Tmp + 1: "Buf(5)"} {
+		if got := b.String(); got != want {
+			t.Errorf("Buf(%d).String() = %q, want %q", uint8(b), got, want)
+		}
+	}
+	if Stage != 3 || Tmp != 4 {
+		t.Errorf("Buf values moved: Stage = %d, Tmp = %d", Stage, Tmp)
 	}
 }
 
@@ -708,6 +764,9 @@ func TestSimulatorCatchesBugs(t *testing.T) {
 		{"overwrite before read", "AllReduce", 4, 0, 1, func(s *Schedule) { s.Sends[4].After = 2 }, ""},
 		{"ack for data", "AllReduce", 4, 0, 1, func(s *Schedule) { s.Sends[0].From = Ref{} }, "ack=true"},
 		{"wrong With", "ReduceScatter", 4, 0, 1, func(s *Schedule) { s.Recvs[0].With.Seg = (s.Recvs[0].With.Seg + 1) % 4 }, "want"},
+		{"read unwritten Tmp", "ReduceScatter", 4, 0, 1, func(s *Schedule) { s.Recvs[0].To.Seg = (s.Recvs[0].To.Seg + 1) % 4 }, "unwritten Tmp"},
+		{"Tmp read before written", "ReduceScatter", 4, 0, 1, func(s *Schedule) { s.Sends[1].After = -1 }, ""},
+		{"Tmp in another op", "Reduce", 5, 0, 0, func(s *Schedule) { s.Recvs[0].To = Ref{Tmp, 0} }, "outside the Tmp layout"},
 		{"stage out of order", "Gather", 5, 0, 3, func(s *Schedule) { s.Sends[1], s.Sends[2] = s.Sends[2], s.Sends[1] }, "staged slot"},
 		{"non-root writes Dst", "Reduce", 5, 0, 3, func(s *Schedule) { s.Recvs[0] = Recv{Kind: RecvCopyReduce, To: Ref{Dst, 0}, With: Ref{Src, 0}} }, "outside the Dst layout"},
 		{"early broadcast ack", "Broadcast", 5, 2, 1, func(s *Schedule) { s.Sends[0].After = -1 }, "completion ack"},
@@ -752,6 +811,18 @@ func ExampleAllReduce() {
 	//   R1: recv Reduce Dst[2]
 	//   R2: recv Copy Dst[1]
 	//   R3: recv Copy Dst[0]
+}
+
+func ExampleReduceScatter() {
+	fmt.Print(ReduceScatter(4, 1))
+	// Output:
+	// rank 1/4 (next 2, prev 0)
+	//   S0: send Src[0]
+	//   S1: send Tmp[3] after 0
+	//   S2: send Tmp[2] after 1
+	//   R0: recv CopyReduce Tmp[3] with Src[3]
+	//   R1: recv CopyReduce Tmp[2] with Src[2]
+	//   R2: recv CopyReduce Dst[0] with Src[1]
 }
 
 func ExampleSplit() {

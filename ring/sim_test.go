@@ -6,9 +6,10 @@ import (
 )
 
 // This file holds a naive model of the executor: all ranks of a world run in
-// one goroutine on symbolic values, with per-link FIFO queues and per-rank
-// FIFO stage queues, in an interleaving chosen by a scheduler that honours
-// only the schedule's own dependencies.
+// one goroutine on symbolic values, with per-link FIFO queues, per-rank
+// FIFO stage queues and per-rank Tmp buffers (Src's layout, initially
+// poisoned: reading a segment no recv has written fails), in an interleaving
+// chosen by a scheduler that honours only the schedule's own dependencies.
 
 // exprs holds symbolic values. A value is an int: a leaf (some rank's
 // initial buffer content, per segment and chunk) is encoded arithmetically
@@ -35,11 +36,14 @@ func newExprs() *exprs { return &exprs{nodes: make([]exprNode, 0, 1024)} }
 
 // leaf returns the value of chunk c of segment seg of rank's initial buffer:
 // kind 'x' is an input (Src, or Dst of in-place ops), 'd' the initial Dst of
-// out-of-place ops.
+// out-of-place ops, 't' the poison an unwritten Tmp segment holds.
 func (e *exprs) leaf(kind byte, rank, seg, c int) int {
 	k := 0
-	if kind == 'd' {
+	switch kind {
+	case 'd':
 		k = 1
+	case 't':
+		k = 2
 	}
 	return -1 - (((k*maxWorld+rank)*maxSeg+seg)*maxChunk + c)
 }
@@ -50,7 +54,7 @@ func leafOf(id int) (kind byte, rank, seg, c int) {
 	c, v = v%maxChunk, v/maxChunk
 	seg, v = v%maxSeg, v/maxSeg
 	rank, v = v%maxWorld, v/maxWorld
-	return "xd"[v], rank, seg, c
+	return "xdt"[v], rank, seg, c
 }
 
 func mix(x uint64) uint64 { // splitmix64 finaliser
@@ -124,8 +128,11 @@ type rankState struct {
 	sch      Schedule
 	dst, src []int // symbolic values
 	dstW     []int // index of the recv that last wrote the Dst chunk (-1: initial or Local)
-	nDst     int   // number of Dst / Src segments
+	tmp      []int // Tmp buffer, Src's layout (op.tmpSegs segments), initially poison
+	tmpW     []int // index of the recv that last wrote the Tmp chunk (-1: unwritten)
+	nDst     int   // number of Dst / Src / Tmp segments
 	nSrc     int
+	nTmp     int
 	stage    []int // recv*chunks+c: value of the slot filled by recv
 	stageQ   []int // recv indices of filled slots, oldest at stageQ[stageH]
 	stageH   int
@@ -209,6 +216,13 @@ func newSim(op *opSpec, world, root int, cfg simConfig) *sim {
 			st.dst[i] = s.e.leaf(dstKind, r, i/C, i%C)
 			st.dstW[i] = -1
 		}
+		st.nTmp = op.tmpSegs(world)
+		st.tmp = make([]int, st.nTmp*C)
+		st.tmpW = make([]int, st.nTmp*C)
+		for i := range st.tmp {
+			st.tmp[i] = s.e.leaf('t', r, i/C, i%C)
+			st.tmpW[i] = -1
+		}
 		st.recvKnow = make([]know, len(st.sch.Recvs)*C)
 		st.stage = make([]int, len(st.sch.Recvs)*C)
 		st.sendCum = know{started: 1 << r}
@@ -222,13 +236,18 @@ func newSim(op *opSpec, world, root int, cfg simConfig) *sim {
 	return s
 }
 
-// at returns the index of chunk c of ref in st's Dst or Src, or -1 after
-// reporting a bad reference.
+// at returns the index of chunk c of ref in st's Dst, Src or Tmp, or -1
+// after reporting a bad reference.
 func (s *sim) at(r int, st *rankState, ref Ref, c int) int {
-	segs := st.nDst
-	if ref.Buf == Src {
+	var segs int
+	switch ref.Buf {
+	case Dst:
+		segs = st.nDst
+	case Src:
 		segs = st.nSrc
-	} else if ref.Buf != Dst {
+	case Tmp:
+		segs = st.nTmp
+	default:
 		s.fail("rank %d: bad buffer reference %v", r, ref)
 		return -1
 	}
@@ -246,6 +265,11 @@ func (s *sim) read(r int, st *rankState, ref Ref, c int) int {
 		return 0
 	case ref.Buf == Src:
 		return st.src[i]
+	case ref.Buf == Tmp:
+		if st.tmpW[i] < 0 {
+			s.fail("rank %d reads unwritten Tmp %v chunk %d", r, ref, c)
+		}
+		return st.tmp[i]
 	}
 	return st.dst[i]
 }
@@ -294,10 +318,11 @@ func (s *sim) canRecv(r int) bool {
 	return st.recvI < len(st.sch.Recvs) && st.inHead < len(st.in)
 }
 
-// lastWriter returns the highest recv index <= upto that writes Dst seg, or -1.
-func lastWriter(sch Schedule, seg, upto int) int {
+// lastWriter returns the highest recv index <= upto that writes ref (a Dst
+// or Tmp segment), or -1.
+func lastWriter(sch Schedule, ref Ref, upto int) int {
 	for j := min(upto, len(sch.Recvs)-1); j >= 0; j-- {
-		if sch.Recvs[j].To == (Ref{Dst, seg}) {
+		if sch.Recvs[j].To == ref {
 			return j
 		}
 	}
@@ -311,18 +336,21 @@ func (s *sim) doSend(r int) {
 	f := frame{send: st.sendI, chunk: c, ack: sd.From.Buf == None}
 	switch sd.From.Buf {
 	case None:
-	case Dst, Src:
+	case Dst, Src, Tmp:
 		if i := s.at(r, st, sd.From, c); i >= 0 {
+			f.val = s.read(r, st, sd.From, c)
 			if sd.From.Buf == Src {
-				f.val = st.src[i]
 				break
 			}
-			f.val = st.dst[i]
+			w := st.dstW
+			if sd.From.Buf == Tmp {
+				w = st.tmpW
+			}
 			// The value read must be the one the dependencies promise,
 			// whatever the interleaving: catches reads before the write and
 			// overwrites before the read.
-			if want := lastWriter(st.sch, sd.From.Seg, sd.After); st.dstW[i] != want {
-				s.fail("rank %d send %d (%v) chunk %d read the value written by recv %d, its dependencies say recv %d", r, st.sendI, sd, c, st.dstW[i], want)
+			if want := lastWriter(st.sch, sd.From, sd.After); w[i] != want {
+				s.fail("rank %d send %d (%v) chunk %d read the value written by recv %d, its dependencies say recv %d", r, st.sendI, sd, c, w[i], want)
 			}
 		}
 	case Stage:
@@ -390,9 +418,12 @@ func (s *sim) doRecv(r int) {
 	}
 	switch rv.Kind {
 	case RecvCopy, RecvReduce, RecvCopyReduce:
-		if rv.To.Buf != Dst {
-			s.fail("rank %d recv %d (%v) must write Dst", r, j, rv)
-		} else if i := s.at(r, st, rv.To, c); i >= 0 {
+		if rv.To.Buf != Dst && (rv.Kind != RecvCopyReduce || rv.To.Buf != Tmp) {
+			s.fail("rank %d recv %d (%v) must write Dst (or Tmp, for CopyReduce)", r, j, rv)
+		} else if i := s.at(r, st, rv.To, c); i >= 0 && rv.To.Buf == Tmp {
+			st.tmp[i] = v
+			st.tmpW[i] = j
+		} else if i >= 0 {
 			st.dst[i] = v
 			st.dstW[i] = j
 		}

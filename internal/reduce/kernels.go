@@ -158,21 +158,34 @@ type splat64 struct {
 }
 
 // splats caches divisor vectors. The vectors are immutable once published,
-// so concurrent readers need no locking; a miss allocates (4 KiB) and
-// replaces the slot, so a steady state (same world size every call, or up
-// to a few distinct divisors) does not allocate.
+// so concurrent readers need no locking. A miss allocates one (4 KiB) and
+// stores it in an empty slot, or when all are taken in a slot picked by a
+// hash of n, so a steady state that uses at most len(splats) distinct
+// divisors (typically one: the world size) does not allocate.
 var splats [4]atomic.Pointer[splat64]
 
 func splat(n float64) *[splatLen]float64 {
 	bits := math.Float64bits(n)
-	slot := &splats[(bits*0x9E3779B97F4A7C15)>>62]
-	s := slot.Load()
-	if s == nil || s.bits != bits {
-		s = &splat64{bits: bits}
-		for i := range s.v {
-			s.v[i] = n
+	free := -1
+	for i := range splats {
+		s := splats[i].Load()
+		if s == nil {
+			if free < 0 {
+				free = i
+			}
+			continue
 		}
-		slot.Store(s)
+		if s.bits == bits {
+			return &s.v
+		}
 	}
+	if free < 0 {
+		free = int((bits * 0x9E3779B97F4A7C15) >> 62)
+	}
+	s := &splat64{bits: bits}
+	for i := range s.v {
+		s.v[i] = n
+	}
+	splats[free].Store(s)
 	return &s.v
 }

@@ -533,3 +533,37 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestDiv64Cache checks that alternating between up to 4 divisors does not
+// allocate once each has been seen, and that the results stay right when
+// more divisors than slots evict each other.
+func TestDiv64Cache(t *testing.T) {
+	for i := range splats {
+		splats[i].Store(nil)
+	}
+	x := make([]float64, 1000)
+	divisors := []float64{2, 4, 8, 16}
+	for _, dv := range divisors {
+		Div64(x, dv)
+	}
+	k := 0
+	if a := testing.AllocsPerRun(40, func() {
+		Div64(x, divisors[k%len(divisors)])
+		k++
+	}); a != 0 {
+		t.Errorf("Div64 cycling over %d divisors: %v allocs per call", len(divisors), a)
+	}
+	for round := range 3 {
+		for dv := 1.0; dv <= 9; dv++ {
+			for i := range x {
+				x[i] = float64(i*7 + round)
+			}
+			Div64(x, dv)
+			for i := range x {
+				if want := float64(i*7+round) / dv; x[i] != want {
+					t.Fatalf("round %d: %v / %v = %v, want %v", round, float64(i*7+round), dv, x[i], want)
+				}
+			}
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringo-ml/ringo/internal/wire"
@@ -116,8 +117,9 @@ type Link struct {
 	aborted   chan struct{} // closed when the peer sent an abort: it reads no more
 }
 
-// SendAbort writes an abort frame on the control stream, waiting at most a
-// second. It is safe to call from any goroutine.
+// SendAbort writes an abort frame (or a bye: an abort with CodeBye) on the
+// control stream, waiting at most a second. It is safe to call from any
+// goroutine.
 func (l *Link) SendAbort(a *wire.Abort) error {
 	l.ctrlMu.Lock()
 	defer l.ctrlMu.Unlock()
@@ -194,6 +196,8 @@ type base struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	closing bool
+
+	framesRead atomic.Int64 // hello-exchange frames read, for tests
 }
 
 func newBase(id Identity, events Events, dialer func(context.Context, int) (rawConn, error)) *base {
@@ -365,6 +369,7 @@ func (b *base) handshake(ctx context.Context, raw rawConn, peer int, dialer bool
 	scratch := make([]byte, wire.PrefixLen+wire.MaxHeader)
 	read := func(s Stream, what string) error {
 		var f wire.Frame
+		b.framesRead.Add(1)
 		if err := wire.ReadFrame(s, scratch, b.lim, &f); err != nil {
 			return fmt.Errorf("transport: reading the hello of rank %d on the %s stream: %w", peer, what, err)
 		}
@@ -429,7 +434,9 @@ func (b *base) readControl(l *Link) {
 		var f wire.Frame
 		err := wire.ReadFrame(ctrl, scratch, b.lim, &f)
 		if err == nil && f.Kind == wire.KindAbort {
-			l.abortOnce.Do(func() { close(l.aborted) })
+			if f.Abort.Code != wire.CodeBye {
+				l.abortOnce.Do(func() { close(l.aborted) })
+			}
 			b.events.PeerAbort(l.Peer, &f.Abort)
 			continue
 		}

@@ -157,13 +157,14 @@ const (
 	CodeProtocol                 // a peer sent a malformed or unexpected frame
 	CodeInternal                 // a bug or an unexpected local failure
 	CodeInvalid                  // a caller passed invalid arguments
+	CodeBye                      // not a failure: the sender closed after completing op Seq
 )
 
 var codeNames = [...]string{"", "mismatch", "peer-lost", "closed", "timeout",
-	"canceled", "protocol", "internal", "invalid"}
+	"canceled", "protocol", "internal", "invalid", "bye"}
 
 // Valid reports whether c is a known code.
-func (c Code) Valid() bool { return c >= CodeMismatch && c <= CodeInvalid }
+func (c Code) Valid() bool { return c >= CodeMismatch && c <= CodeBye }
 
 func (c Code) String() string {
 	if c.Valid() {

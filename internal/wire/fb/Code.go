@@ -16,6 +16,7 @@ const (
 	CodeProtocol Code = 6
 	CodeInternal Code = 7
 	CodeInvalid  Code = 8
+	CodeBye      Code = 9
 )
 
 var EnumNamesCode = map[Code]string{
@@ -28,6 +29,7 @@ var EnumNamesCode = map[Code]string{
 	CodeProtocol: "Protocol",
 	CodeInternal: "Internal",
 	CodeInvalid:  "Invalid",
+	CodeBye:      "Bye",
 }
 
 var EnumValuesCode = map[string]Code{
@@ -40,6 +42,7 @@ var EnumValuesCode = map[string]Code{
 	"Protocol": CodeProtocol,
 	"Internal": CodeInternal,
 	"Invalid":  CodeInvalid,
+	"Bye":      CodeBye,
 }
 
 func (v Code) String() string {

@@ -1,0 +1,121 @@
+package collective_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ringo-ml/ringo/collective"
+)
+
+// Four goroutine ranks sum their gradients; every rank ends with the total.
+func ExampleCommunicator_AllReduce() {
+	ctx := context.Background()
+	comms, err := collective.NewInProc(ctx, 4, collective.Config{})
+	if err != nil {
+		panic(err)
+	}
+	grads := make([][]float32, 4)
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		grads[r] = []float32{float32(r + 1), float32(10 * (r + 1))}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.AllReduce(ctx, grads[r], collective.Sum); err != nil {
+				panic(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range comms {
+		c.Close()
+	}
+	fmt.Println(grads[0], grads[3])
+	// Output: [10 100] [10 100]
+}
+
+// Rank 2 broadcasts its weights to the others.
+func ExampleCommunicator_Broadcast() {
+	ctx := context.Background()
+	comms, err := collective.NewInProc(ctx, 3, collective.Config{})
+	if err != nil {
+		panic(err)
+	}
+	weights := [][]float64{make([]float64, 3), make([]float64, 3), {0.5, -1, 2}}
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.Broadcast(ctx, weights[r], 2); err != nil {
+				panic(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range comms {
+		c.Close()
+	}
+	fmt.Println(weights[0])
+	// Output: [0.5 -1 2]
+}
+
+// Rank 0 gathers one value from each rank.
+func ExampleCommunicator_Gather() {
+	ctx := context.Background()
+	comms, err := collective.NewInProc(ctx, 4, collective.Config{})
+	if err != nil {
+		panic(err)
+	}
+	all := make([]float32, 4)
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var dst []float32
+			if r == 0 {
+				dst = all
+			}
+			if err := c.Gather(ctx, dst, []float32{float32(r * r)}, 0); err != nil {
+				panic(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range comms {
+		c.Close()
+	}
+	fmt.Println(all)
+	// Output: [0 1 4 9]
+}
+
+// Calls that do not match fail on every rank, naming both calls.
+func ExampleErrMismatch() {
+	ctx := context.Background()
+	comms, err := collective.NewInProc(ctx, 2, collective.Config{})
+	if err != nil {
+		panic(err)
+	}
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r == 0 {
+				errs[r] = c.AllReduce(ctx, make([]float32, 8), collective.Sum)
+			} else {
+				errs[r] = c.Broadcast(ctx, make([]float32, 8), 0)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range comms {
+		c.Close()
+	}
+	fmt.Println(errors.Is(errs[0], collective.ErrMismatch), errors.Is(errs[1], collective.ErrMismatch))
+	// Output: true true
+}
