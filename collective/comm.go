@@ -108,9 +108,12 @@ type Communicator struct {
 	tmp     []byte             // ReduceScatter's partial sums, grown on demand
 	links   [2]*transport.Link // next, prev
 
-	jobs     chan *opState
-	sendErr  chan error
-	workerWG sync.WaitGroup
+	jobs      chan *opState
+	sendErr   chan error
+	watchJobs chan watchJob
+	opEnd     chan struct{}
+	watchDone chan struct{}
+	workerWG  sync.WaitGroup
 
 	mu         sync.Mutex
 	cause      error // set once the communicator is poisoned
@@ -194,17 +197,24 @@ func newCommunicator(cfg *Config) *Communicator {
 		scratch:    alignedBytes(cfg.ChunkBytes),
 		jobs:       make(chan *opState),
 		sendErr:    make(chan error, 1),
+		watchJobs:  make(chan watchJob),
+		opEnd:      make(chan struct{}),
+		watchDone:  make(chan struct{}),
 		peerClosed: make(map[int]bool),
 	}
 	for i := range c.stage {
 		c.stage[i] = alignedBytes(cfg.ChunkBytes)
 	}
-	c.workerWG.Add(1)
+	c.workerWG.Add(2)
 	go func() {
 		defer c.workerWG.Done()
 		for o := range c.jobs {
 			c.sendErr <- c.runSends(o)
 		}
+	}()
+	go func() {
+		defer c.workerWG.Done()
+		c.watch()
 	}()
 	return c
 }
@@ -332,6 +342,7 @@ func (c *Communicator) connect(ctx context.Context) error {
 
 func (c *Communicator) stopWorker() {
 	close(c.jobs)
+	close(c.watchJobs)
 	c.workerWG.Wait()
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/ringo-ml/ringo/internal/reduce"
@@ -420,24 +421,61 @@ func reduceBytes(dt wire.DType, op reduce.Op, dst, src []byte) {
 	}
 }
 
+// watchJob asks the watcher to bound one operation.
+type watchJob struct {
+	ctx     context.Context
+	o       *opState
+	timeout time.Duration // Config.Timeout when ctx has no deadline; else 0
+}
+
+// watch is the communicator's watcher goroutine: for each operation it waits
+// for the operation's end, its context, or its default timeout, and on
+// expiry fails the operation and interrupts its links. A long-lived
+// goroutine and one reused timer keep the data path free of allocations
+// (context.AfterFunc and context.WithTimeout allocate on every call).
+func (c *Communicator) watch() {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for j := range c.watchJobs {
+		var expire <-chan time.Time
+		if j.timeout > 0 {
+			timer.Reset(j.timeout)
+			expire = timer.C
+		}
+		select {
+		case <-j.ctx.Done():
+			c.expire(j.o, context.Cause(j.ctx))
+			<-c.opEnd
+		case <-expire:
+			c.expire(j.o, fmt.Errorf("%w: the operation ran past Config.Timeout (%v)", context.DeadlineExceeded, j.timeout))
+			<-c.opEnd
+		case <-c.opEnd:
+		}
+		timer.Stop()
+		c.watchDone <- struct{}{}
+	}
+}
+
+// expire fails o, unless both its halves have already finished.
+func (c *Communicator) expire(o *opState, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.done {
+		o.failLocked(err)
+		o.next.Interrupt()
+		o.prev.Interrupt()
+	}
+}
+
 // run executes o: the local copies, then the sends on the worker goroutine
-// and the receives on this one, then Avg's division. It returns the first
-// failure, classified.
-func (c *Communicator) run(ctx context.Context, o *opState) error {
+// and the receives on this one. It returns the first failure.
+func (c *Communicator) run(ctx context.Context, o *opState, timeout time.Duration) error {
 	o.prepare()
 	o.runLocal()
 	if len(o.sched.Sends) == 0 && len(o.sched.Recvs) == 0 {
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		if !o.done {
-			o.failLocked(context.Cause(ctx))
-			o.next.Interrupt()
-			o.prev.Interrupt()
-		}
-	})
+	c.watchJobs <- watchJob{ctx: ctx, o: o, timeout: timeout}
 	c.jobs <- o
 	rerr := c.runRecvs(o)
 	if rerr != nil {
@@ -451,7 +489,8 @@ func (c *Communicator) run(ctx context.Context, o *opState) error {
 	o.done = true
 	interrupted := o.failed.Load()
 	o.mu.Unlock()
-	stop()
+	c.opEnd <- struct{}{}
+	<-c.watchDone
 	if rerr == nil && serr == nil {
 		if interrupted { // the context expired just as the last frame moved
 			o.next.Resume()

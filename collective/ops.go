@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"time"
 
 	"github.com/ringo-ml/ringo/internal/reduce"
 	"github.com/ringo-ml/ringo/internal/wire"
@@ -30,7 +32,9 @@ func asTensor(name string, v any, allowNil bool) (tensor, error) {
 		}
 		return tensor{}, fmt.Errorf("%w: %s is nil", ErrInvalid, name)
 	}
-	return tensor{}, fmt.Errorf("%w: %s is a %T; want []float32 or []float64", ErrInvalid, name, v)
+	// reflect.TypeOf, not %T: passing v to fmt would make every caller's
+	// slice escape to the heap, one allocation per call.
+	return tensor{}, fmt.Errorf("%w: %s is a %s; want []float32 or []float64", ErrInvalid, name, reflect.TypeOf(v))
 }
 
 // AllReduce reduces buf element by element over all ranks with op and
@@ -260,12 +264,11 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, set
 			return &OpError{Rank: c.rank, Call: describe(h), Err: err}
 		}
 	}
+	var timeout time.Duration
 	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
+		timeout = c.timeout
 	}
-	err := c.run(ctx, o)
+	err := c.run(ctx, o, timeout)
 	if err == nil {
 		if avg {
 			c.divide(o)

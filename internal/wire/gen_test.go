@@ -25,11 +25,14 @@ func TestGeneratedCodeIsCurrent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := range m {
-			m[i] = filepath.Base(m[i])
+		var names []string
+		for _, f := range m {
+			if f := filepath.Base(f); f != "doc.go" { // the package comment, ours
+				names = append(names, f)
+			}
 		}
-		slices.Sort(m)
-		return m
+		slices.Sort(names)
+		return names
 	}
 	fresh, committed := list(dir), list(".")
 	if !slices.Equal(fresh, committed) {
