@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -162,3 +163,38 @@ func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 
 // Close removes the CA's directory and every file in it.
 func (ca *CA) Close() error { return os.RemoveAll(ca.Dir) }
+
+// Ephemeral makes a self-signed certificate for name, valid for validity (a
+// day when zero), held in memory only. Peers accept it by its fingerprint,
+// the SHA-256 of its DER bytes, which the agreed view carries: the cluster
+// key that protects the gossip that published the fingerprint is then the
+// root of trust.
+func Ephemeral(name string, validity time.Duration) (tls.Certificate, [32]byte, error) {
+	if validity <= 0 {
+		validity = 24 * time.Hour
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, [32]byte{}, fmt.Errorf("pki: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: name},
+		DNSNames:              []string{name},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(validity),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, [32]byte{}, fmt.Errorf("pki: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, [32]byte{}, fmt.Errorf("pki: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, sha256.Sum256(der), nil
+}

@@ -115,6 +115,34 @@ type Link struct {
 
 	abortOnce sync.Once
 	aborted   chan struct{} // closed when the peer sent an abort: it reads no more
+
+	pingMu  sync.Mutex  // one ping at a time
+	pingSeq uint64
+	pongs   chan uint64 // answers to our pings
+}
+
+// Ping checks that the peer is alive and reading its control stream: it
+// sends a ping and waits for the answer until ctx is done.
+func (l *Link) Ping(ctx context.Context) error {
+	l.pingMu.Lock()
+	defer l.pingMu.Unlock()
+	l.pingSeq++
+	seq := l.pingSeq
+	if err := l.SendAbort(&wire.Abort{Seq: seq, Code: wire.CodePing}); err != nil {
+		return fmt.Errorf("transport: pinging rank %d: %w", l.Peer, err)
+	}
+	for {
+		select {
+		case got := <-l.pongs:
+			if got == seq {
+				return nil
+			}
+		case <-l.done:
+			return fmt.Errorf("transport: pinging rank %d: the link ended", l.Peer)
+		case <-ctx.Done():
+			return fmt.Errorf("transport: rank %d did not answer a ping: %w", l.Peer, context.Cause(ctx))
+		}
+	}
 }
 
 // SendAbort writes an abort frame (or a bye: an abort with CodeBye) on the
@@ -400,7 +428,8 @@ func (b *base) handshake(ctx context.Context, raw rawConn, peer int, dialer bool
 		_ = s.SetReadDeadline(time.Time{})
 		_ = s.SetWriteDeadline(time.Time{})
 	}
-	return &Link{Peer: peer, Data: data, raw: raw, enc: enc, done: make(chan struct{}), aborted: make(chan struct{})}, nil
+	return &Link{Peer: peer, Data: data, raw: raw, enc: enc, done: make(chan struct{}),
+		aborted: make(chan struct{}), pongs: make(chan uint64, 1)}, nil
 }
 
 func (b *base) checkHello(f *wire.Frame, peer int) error {
@@ -433,8 +462,19 @@ func (b *base) readControl(l *Link) {
 	for {
 		var f wire.Frame
 		err := wire.ReadFrame(ctrl, scratch, b.lim, &f)
+		if err == nil && f.Kind == wire.KindAbort && f.Abort.Code == wire.CodePing {
+			_ = l.SendAbort(&wire.Abort{Seq: f.Abort.Seq, Rank: int32(b.id.Rank), Code: wire.CodePong})
+			continue
+		}
+		if err == nil && f.Kind == wire.KindAbort && f.Abort.Code == wire.CodePong {
+			select {
+			case l.pongs <- f.Abort.Seq:
+			default: // nobody waits for it any more
+			}
+			continue
+		}
 		if err == nil && f.Kind == wire.KindAbort {
-			if f.Abort.Code != wire.CodeBye {
+			if f.Abort.Code.Failure() {
 				l.abortOnce.Do(func() { close(l.aborted) })
 			}
 			b.events.PeerAbort(l.Peer, &f.Abort)

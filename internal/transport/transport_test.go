@@ -115,6 +115,14 @@ func TestQUICLinkAndAbort(t *testing.T) {
 	if a := ev[0].aborts[0]; a.Code != wire.CodeMismatch || a.Reason != "because" || a.Rank != 1 {
 		t.Fatalf("abort %+v", a)
 	}
+	// Ping is answered by the peer's control reader.
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	for range 3 {
+		if err := links[0].Ping(pctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pcancel()
 	// Interrupt makes a blocked read fail at once.
 	go func() {
 		time.Sleep(50 * time.Millisecond)
@@ -231,5 +239,68 @@ func TestPipe(t *testing.T) {
 	_ = b.SetReadDeadline(time.Time{})
 	if _, err := b.Read(got); err != io.EOF {
 		t.Fatalf("read after close: %v", err)
+	}
+}
+
+// TestQUICPinned authenticates peers by certificate fingerprint alone (no
+// CA), as a rendezvous-formed group does: the pinned certificates link; a
+// different certificate under the same name is refused.
+func TestQUICPinned(t *testing.T) {
+	var certs [3]tls.Certificate
+	var pins [3][32]byte
+	for i := range certs {
+		var err error
+		if certs[i], pins[i], err = pki.Ephemeral(pki.RankName(i%2), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conns := [2]*net.UDPConn{udp(t), udp(t)}
+	peers := []Peer{
+		{Addr: conns[0].LocalAddr().String(), Name: pki.RankName(0), CertSHA256: pins[0][:]},
+		{Addr: conns[1].LocalAddr().String(), Name: pki.RankName(1), CertSHA256: pins[1][:]},
+	}
+	var m [2]*QUICMesh
+	for r := range 2 {
+		var err error
+		m[r], err = NewQUIC(QUICConfig{Identity: Identity{Group: "g", World: 2, Rank: r}, Peers: peers,
+			Conn: conns[r], TLS: &tls.Config{Certificates: []tls.Certificate{certs[r]}}}, &recorder{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m[r].Close(0)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make(chan error, 2)
+	for r := range 2 {
+		go func() {
+			_, err := m[r].Link(ctx, 1-r)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another certificate for rank 0's name is not rank 0.
+	tc := &tls.Config{Certificates: []tls.Certificate{certs[2]}, InsecureSkipVerify: true, NextProtos: []string{ALPN}}
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer dcancel()
+	conn, err := quic.DialAddr(dctx, m[1].Addr().String(), tc, &quic.Config{HandshakeIdleTimeout: 2 * time.Second})
+	if err == nil {
+		s, serr := conn.OpenStreamSync(dctx)
+		if serr == nil {
+			_, _ = s.Write([]byte{1})
+			_ = s.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, err = s.Read(make([]byte, 1))
+		} else {
+			err = serr
+		}
+		conn.CloseWithError(0, "")
+	}
+	var te *quic.TransportError
+	if !errors.As(err, &te) || !te.ErrorCode.IsCryptoError() {
+		t.Fatalf("unpinned certificate: got %v, want a TLS handshake failure", err)
 	}
 }

@@ -158,13 +158,19 @@ const (
 	CodeInternal                 // a bug or an unexpected local failure
 	CodeInvalid                  // a caller passed invalid arguments
 	CodeBye                      // not a failure: the sender closed after completing op Seq
+	CodePing                     // not a failure: a liveness probe; answer with CodePong and the same Seq
+	CodePong                     // not a failure: the answer to CodePing
 )
 
 var codeNames = [...]string{"", "mismatch", "peer-lost", "closed", "timeout",
-	"canceled", "protocol", "internal", "invalid", "bye"}
+	"canceled", "protocol", "internal", "invalid", "bye", "ping", "pong"}
 
 // Valid reports whether c is a known code.
-func (c Code) Valid() bool { return c >= CodeMismatch && c <= CodeBye }
+func (c Code) Valid() bool { return c >= CodeMismatch && c <= CodePong }
+
+// Failure reports whether an abort frame with this code ends the
+// communicator (Bye, Ping and Pong do not).
+func (c Code) Failure() bool { return c.Valid() && c < CodeBye }
 
 func (c Code) String() string {
 	if c.Valid() {

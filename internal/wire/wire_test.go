@@ -114,7 +114,7 @@ func TestRoundTripAbortHelloExtremes(t *testing.T) {
 	big := Limits{MaxWorld: math.MaxInt32}
 	maxReason := strings.Repeat("é", MaxReason/2) // 512 bytes of 2-byte runes
 	maxGroup := strings.Repeat("g", MaxGroup)
-	for code := CodeMismatch; code <= CodeBye; code++ {
+	for code := CodeMismatch; code <= CodePong; code++ {
 		roundTrip(t, e, Frame{Kind: KindAbort, Abort: Abort{Epoch: math.MaxUint64, Seq: math.MaxUint64,
 			Rank: math.MaxInt32 - 1, Code: code, Reason: maxReason}}, big)
 		roundTrip(t, e, Frame{Kind: KindAbort, Abort: Abort{Code: code}}, lim)
@@ -193,8 +193,8 @@ func TestEnumsMatchSchema(t *testing.T) {
 	check("AlgoRing", uint8(AlgoRing), uint8(fb.AlgoRing))
 	check("AlgoTree", uint8(AlgoTree), uint8(fb.AlgoTree))
 	codes := []fb.Code{0, fb.CodeMismatch, fb.CodePeerLost, fb.CodeClosed, fb.CodeTimeout,
-		fb.CodeCanceled, fb.CodeProtocol, fb.CodeInternal, fb.CodeInvalid, fb.CodeBye}
-	for c := CodeMismatch; c <= CodeBye; c++ {
+		fb.CodeCanceled, fb.CodeProtocol, fb.CodeInternal, fb.CodeInvalid, fb.CodeBye, fb.CodePing, fb.CodePong}
+	for c := CodeMismatch; c <= CodePong; c++ {
 		check(c.String(), uint8(c), uint8(codes[c]))
 	}
 }
@@ -218,7 +218,7 @@ func TestEnumStrings(t *testing.T) {
 	if Kind(0).Valid() || Op(0).Valid() || DType(0).Valid() || Algo(0).Valid() || Code(0).Valid() || !RedNone.Valid() {
 		t.Error("zero validity")
 	}
-	if Kind(4).Valid() || Op(9).Valid() || DType(3).Valid() || ReduceOp(6).Valid() || Algo(3).Valid() || Code(10).Valid() {
+	if Kind(4).Valid() || Op(9).Valid() || DType(3).Valid() || ReduceOp(6).Valid() || Algo(3).Valid() || Code(12).Valid() {
 		t.Error("upper bound validity")
 	}
 }
@@ -269,7 +269,7 @@ func TestInvalidFields(t *testing.T) {
 		{data(func(h *Header) { h.DType, h.PayloadLen = Float64, 12 }), "payload length 12 not a multiple of float64 size 8"},
 		{data(func(h *Header) { h.Count = 0 }), "payload length 65536 with count 0"},
 		{abort(func(a *Abort) { a.Code = 0 }), "abort code 0 out of range"},
-		{abort(func(a *Abort) { a.Code = 10 }), "abort code 10 out of range"},
+		{abort(func(a *Abort) { a.Code = 12 }), "abort code 12 out of range"},
 		{abort(func(a *Abort) { a.Rank = -1 }), "abort rank -1 negative"},
 		{abort(func(a *Abort) { a.Rank = 1024 }), "abort rank 1024 not below max world 1024"},
 		{hello(func(h *Hello) { h.Version = 0 }), "hello version 0 unsupported (want 1)"},

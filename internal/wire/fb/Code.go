@@ -17,6 +17,8 @@ const (
 	CodeInternal Code = 7
 	CodeInvalid  Code = 8
 	CodeBye      Code = 9
+	CodePing     Code = 10
+	CodePong     Code = 11
 )
 
 var EnumNamesCode = map[Code]string{
@@ -30,6 +32,8 @@ var EnumNamesCode = map[Code]string{
 	CodeInternal: "Internal",
 	CodeInvalid:  "Invalid",
 	CodeBye:      "Bye",
+	CodePing:     "Ping",
+	CodePong:     "Pong",
 }
 
 var EnumValuesCode = map[string]Code{
@@ -43,6 +47,8 @@ var EnumValuesCode = map[string]Code{
 	"Internal": CodeInternal,
 	"Invalid":  CodeInvalid,
 	"Bye":      CodeBye,
+	"Ping":     CodePing,
+	"Pong":     CodePong,
 }
 
 func (v Code) String() string {
