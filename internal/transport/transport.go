@@ -116,7 +116,7 @@ type Link struct {
 	abortOnce sync.Once
 	aborted   chan struct{} // closed when the peer sent an abort: it reads no more
 
-	pingMu  sync.Mutex  // one ping at a time
+	pingMu  sync.Mutex // one ping at a time
 	pingSeq uint64
 	pongs   chan uint64 // answers to our pings
 }
