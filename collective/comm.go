@@ -71,6 +71,8 @@ type Config struct {
 	CloseTimeout time.Duration
 	// Logger receives debug and warning records; default slog.Default().
 	Logger *slog.Logger
+
+	keepConn bool // Join reuses the socket for the next epoch
 }
 
 // ErrProtocol: a peer sent a frame that breaks the protocol (malformed, or
@@ -93,23 +95,24 @@ type Communicator struct {
 	timeout     time.Duration
 	linger      time.Duration
 
-	opMu   sync.Mutex // held for the whole of an operation
-	seq    uint64
-	op     *opState
-	scheds map[schedKey]*ring.Schedule
+	opMu  sync.Mutex // held for the whole of an operation
+	seq   uint64
+	op    *opState
+	plans map[planKey]*plan
 
 	// Reused by the data path.
-	enc     *wire.Encoder // sender worker only
-	rbuf    []byte        // receiver only
-	frame   wire.Frame
-	lim     wire.Limits
-	scratch []byte
-	stage   [stageSlots][]byte
-	tmp     []byte             // ReduceScatter's partial sums, grown on demand
-	links   [2]*transport.Link // next, prev
+	lim   wire.Limits
+	stage [stageSlots][]byte
+	tmp   []byte // partial results (ReduceScatter, tree reductions), grown on demand
 
-	jobs      chan *opState
-	sendErr   chan error
+	// Per peer, made on first use (under opMu): the link and its two
+	// workers. linkMu guards links for readers outside operations.
+	linkMu   sync.Mutex
+	links    []*transport.Link
+	senders  []*worker
+	recvers  []*worker
+	laneDone chan error
+
 	watchJobs chan watchJob
 	opEnd     chan struct{}
 	watchDone chan struct{}
@@ -124,10 +127,13 @@ type Communicator struct {
 	echoed     map[int]bool   // byes answered
 	peerClosed map[int]bool
 	closeOnce  sync.Once
+
+	member *membership // set by Join: the rendezvous node behind this communicator
 }
 
-type schedKey struct {
+type planKey struct {
 	op   wire.Op
+	algo wire.Algo
 	root int
 }
 
@@ -189,14 +195,13 @@ func newCommunicator(cfg *Config) *Communicator {
 		linger:     cfg.CloseTimeout,
 		byes:       make(map[int]uint64),
 		echoed:     make(map[int]bool),
-		op:         newOpState(),
-		scheds:     make(map[schedKey]*ring.Schedule),
-		enc:        wire.NewEncoder(),
-		rbuf:       make([]byte, wire.PrefixLen+wire.MaxHeader),
+		op:         &opState{},
+		plans:      make(map[planKey]*plan),
 		lim:        wire.Limits{MaxPayload: uint32(cfg.ChunkBytes), MaxWorld: int32(len(v.Members))},
-		scratch:    alignedBytes(cfg.ChunkBytes),
-		jobs:       make(chan *opState),
-		sendErr:    make(chan error, 1),
+		links:      make([]*transport.Link, len(v.Members)),
+		senders:    make([]*worker, len(v.Members)),
+		recvers:    make([]*worker, len(v.Members)),
+		laneDone:   make(chan error, 2*len(v.Members)),
 		watchJobs:  make(chan watchJob),
 		opEnd:      make(chan struct{}),
 		watchDone:  make(chan struct{}),
@@ -205,13 +210,8 @@ func newCommunicator(cfg *Config) *Communicator {
 	for i := range c.stage {
 		c.stage[i] = alignedBytes(cfg.ChunkBytes)
 	}
-	c.workerWG.Add(2)
-	go func() {
-		defer c.workerWG.Done()
-		for o := range c.jobs {
-			c.sendErr <- c.runSends(o)
-		}
-	}()
+	c.op.laneDone = c.laneDone
+	c.workerWG.Add(1)
 	go func() {
 		defer c.workerWG.Done()
 		c.watch()
@@ -252,7 +252,7 @@ func New(ctx context.Context, cfg Config) (*Communicator, error) {
 	}
 	c := newCommunicator(&cfg)
 	mesh, err := transport.NewQUIC(transport.QUICConfig{
-		Identity: c.identity(), Peers: peers, Conn: conn, TLS: cfg.TLS, IdleTimeout: cfg.IdleTimeout,
+		Identity: c.identity(), Peers: peers, Conn: conn, KeepConn: cfg.keepConn, TLS: cfg.TLS, IdleTimeout: cfg.IdleTimeout,
 	}, events{c})
 	if err != nil {
 		c.stopWorker()
@@ -329,28 +329,72 @@ func (c *Communicator) connect(ctx context.Context) error {
 	if c.world == 1 {
 		return nil
 	}
-	next, prev := (c.rank+1)%c.world, (c.rank+c.world-1)%c.world
-	var err error
-	if c.links[0], err = c.mesh.Link(ctx, next); err != nil {
-		return fmt.Errorf("collective: rank %d connecting to rank %d: %w", c.rank, next, err)
-	}
-	if c.links[1], err = c.mesh.Link(ctx, prev); err != nil {
-		return fmt.Errorf("collective: rank %d connecting to rank %d: %w", c.rank, prev, err)
+	for _, p := range []int{(c.rank + 1) % c.world, (c.rank + c.world - 1) % c.world} {
+		if err := c.ensureLink(ctx, p); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
+// ensureLink makes the link to peer and its workers if they do not exist.
+// Only the operation goroutine (or New) calls it.
+func (c *Communicator) ensureLink(ctx context.Context, peer int) error {
+	if c.links[peer] != nil {
+		return nil
+	}
+	l, err := c.mesh.Link(ctx, peer)
+	if err != nil {
+		return fmt.Errorf("collective: rank %d connecting to rank %d: %w", c.rank, peer, err)
+	}
+	mk := func(send bool) *worker {
+		w := &worker{link: l, send: send, jobs: make(chan *opState), note: make(chan struct{}, 1)}
+		if send {
+			w.enc = wire.NewEncoder()
+		} else {
+			w.rbuf = make([]byte, wire.PrefixLen+wire.MaxHeader)
+			w.scratch = alignedBytes(c.cb)
+		}
+		c.workerWG.Add(1)
+		go func() {
+			defer c.workerWG.Done()
+			w.run(c)
+		}()
+		return w
+	}
+	c.senders[peer], c.recvers[peer] = mk(true), mk(false)
+	c.linkMu.Lock()
+	c.links[peer] = l
+	c.linkMu.Unlock()
+	return nil
+}
+
+// linkTo returns the link to peer if it exists.
+func (c *Communicator) linkTo(peer int) *transport.Link {
+	c.linkMu.Lock()
+	defer c.linkMu.Unlock()
+	if peer < 0 || peer >= len(c.links) {
+		return nil
+	}
+	return c.links[peer]
+}
+
 func (c *Communicator) stopWorker() {
-	close(c.jobs)
+	for p := range c.senders {
+		if c.senders[p] != nil {
+			close(c.senders[p].jobs)
+			close(c.recvers[p].jobs)
+		}
+	}
 	close(c.watchJobs)
 	c.workerWG.Wait()
 }
 
-// schedule returns the cached ring schedule of an operation.
-func (c *Communicator) schedule(op wire.Op, root int) *ring.Schedule {
-	k := schedKey{op, root}
-	if s, ok := c.scheds[k]; ok {
-		return s
+// ringPlan returns the cached plan of an operation's ring schedule.
+func (c *Communicator) ringPlan(op wire.Op, root int) *plan {
+	k := planKey{op, wire.AlgoRing, root}
+	if p, ok := c.plans[k]; ok {
+		return p
 	}
 	var s ring.Schedule
 	switch op {
@@ -371,10 +415,11 @@ func (c *Communicator) schedule(op wire.Op, root int) *ring.Schedule {
 	case wire.OpSendRecv:
 		s = ring.SendRecv(c.world, c.rank)
 	default:
-		panic("collective: no schedule for " + op.String())
+		panic("collective: no ring schedule for " + op.String())
 	}
-	c.scheds[k] = &s
-	return &s
+	p := planRing(s)
+	c.plans[k] = p
+	return p
 }
 
 // events receives what the links learn between and during operations.
@@ -500,6 +545,11 @@ func (c *Communicator) Close() error {
 			linger = 0
 		}
 		c.mu.Unlock()
+		if c.member != nil {
+			m := c.member
+			c.detach()
+			defer m.leave()
+		}
 		if c.mesh == nil {
 			return
 		}

@@ -16,51 +16,157 @@ import (
 )
 
 // stageSlots is how many received chunks a rank may hold for forwarding
-// (gather, reduce and reduce-scatter chains) before it stops reading.
+// (the gather and reduce chains of the ring) before it stops reading.
 const stageSlots = 4
 
 // layout maps a schedule's segment references onto byte ranges of the
 // caller's buffers. A buffer of n elements cut into parts segments has
 // segment k = ring.Split(n, parts, k).
 type layout struct {
-	dstParts, srcParts     int
-	stageTotal, stageParts int // the element layout that Stage segments follow
+	dstParts, srcParts, tmpParts int
+	stageTotal, stageParts       int // the element layout that Stage segments follow
+}
+
+// xsend and xrecv are a schedule's transfers in executable form; ring and
+// tree schedules both convert to them.
+type xsend struct {
+	peer  int
+	from  ring.Ref
+	after int // recv whose chunk c (whole, for an ack) must be complete first
+	step  int // index among the sends to this peer: the frame's Step
+}
+
+type xrecv struct {
+	peer      int
+	kind      ring.RecvKind
+	to, with  ring.Ref
+	after     int // recv whose chunk c must be complete before this one writes
+	afterSend int // send whose chunk c must have gone before this one writes
+	step      int // index among the recvs from this peer
+}
+
+// lane is the ordered transfers of one operation in one direction of one
+// link; a worker goroutine of that link runs it.
+type lane struct {
+	peer  int
+	send  bool
+	items []int // indices into sends or recvs
+}
+
+// plan is an executable schedule: transfers, and their lanes.
+type plan struct {
+	local []ring.Local
+	sends []xsend
+	recvs []xrecv
+	lanes []lane
+	stage bool // uses staging slots (then all recvs come from one peer)
+}
+
+// finish numbers each transfer within its link and groups them in lanes.
+func (p *plan) finish() *plan {
+	sendLane := map[int]int{}
+	recvLane := map[int]int{}
+	for j := range p.sends {
+		s := &p.sends[j]
+		k, ok := sendLane[s.peer]
+		if !ok {
+			k = len(p.lanes)
+			sendLane[s.peer] = k
+			p.lanes = append(p.lanes, lane{peer: s.peer, send: true})
+		}
+		s.step = len(p.lanes[k].items)
+		p.lanes[k].items = append(p.lanes[k].items, j)
+		p.stage = p.stage || s.from.Buf == ring.Stage
+	}
+	for i := range p.recvs {
+		r := &p.recvs[i]
+		k, ok := recvLane[r.peer]
+		if !ok {
+			k = len(p.lanes)
+			recvLane[r.peer] = k
+			p.lanes = append(p.lanes, lane{peer: r.peer})
+		}
+		r.step = len(p.lanes[k].items)
+		p.lanes[k].items = append(p.lanes[k].items, i)
+	}
+	if p.stage && len(recvLane) > 1 {
+		panic("collective: a schedule with staging slots must receive from one peer")
+	}
+	return p
+}
+
+// planRing converts a ring schedule: sends go to Next, recvs come from
+// Prev, each lane in list order.
+func planRing(s ring.Schedule) *plan {
+	p := &plan{local: s.Local}
+	for _, x := range s.Sends {
+		p.sends = append(p.sends, xsend{peer: s.Next, from: x.From, after: x.After})
+	}
+	for _, x := range s.Recvs {
+		p.recvs = append(p.recvs, xrecv{peer: s.Prev, kind: x.Kind, to: x.To, with: x.With, after: -1, afterSend: -1})
+	}
+	return p.finish()
+}
+
+// worker runs the lanes of one direction of one link, one operation at a
+// time. Workers live as long as their communicator, so operations start no
+// goroutines.
+type worker struct {
+	link *transport.Link
+	send bool
+	jobs chan *opState
+	lane *lane // the lane of the current job
+	note chan struct{}
+
+	enc     *wire.Encoder // sender
+	rbuf    []byte        // receiver
+	frame   wire.Frame
+	scratch []byte
+
+	item, chunk atomic.Int64 // progress, for hang reports: index in lane.items, chunk
+}
+
+func (w *worker) run(c *Communicator) {
+	for o := range w.jobs {
+		var err error
+		if w.send {
+			err = c.runSends(o, w)
+		} else {
+			err = c.runRecvs(o, w)
+		}
+		if err != nil {
+			c.failOp(o, err)
+		}
+		o.laneDone <- err
+	}
 }
 
 // opState is the one operation in flight. The communicator owns it and
-// reuses it from call to call, so the data path allocates nothing per chunk.
+// reuses it from call to call, so the data path allocates nothing.
 type opState struct {
 	hdr    wire.Header // the call's fingerprint (Step, Chunk, PayloadLen vary per frame)
-	sched  *ring.Schedule
+	plan   *plan
 	lay    layout
 	dst    []byte
 	src    []byte
-	tmp    []byte // laid out like src
-	es     int    // element size in bytes
+	tmp    []byte
+	es     int // element size in bytes
 	kernel reduce.Op
 	cb     int // chunk bytes, a multiple of es
 
-	next, prev *transport.Link
-
-	recvBase  []int // recvBase[i]: chunks received before Recvs[i]; recvBase[len] = total
-	recvDone  atomic.Int64
-	recvNote  chan struct{} // wakes the sender when recvDone grows or the op fails
-	stageIn   int64         // chunks staged (receiver only)
-	stageOut  atomic.Int64  // staged chunks sent on
-	stageNote chan struct{} // wakes the receiver when stageOut grows or the op fails
-
-	// Progress, for hang reports.
-	recvStep, recvChunk atomic.Int64
-	sendStep, sendChunk atomic.Int64
+	workers    []*worker // one per lane, in plan.lanes order
+	recvChunks []int
+	sendChunks []int
+	recvDone   []atomic.Int64
+	sendDone   []atomic.Int64
+	stageIn    int64        // chunks staged (the one receiver only)
+	stageOut   atomic.Int64 // staged chunks sent on
+	laneDone   chan error
 
 	mu     sync.Mutex
 	failed atomic.Bool
 	err    error // the first failure
-	done   bool  // both halves finished; a late ctx expiry no longer counts
-}
-
-func newOpState() *opState {
-	return &opState{recvNote: make(chan struct{}, 1), stageNote: make(chan struct{}, 1)}
+	done   bool  // every lane finished; a late expiry no longer counts
 }
 
 func wake(ch chan struct{}) {
@@ -70,7 +176,21 @@ func wake(ch chan struct{}) {
 	}
 }
 
-// fail records the first failure and wakes both halves; the caller
+// wakeAll wakes every worker of the operation to re-check what it waits for.
+func (o *opState) wakeAll() {
+	for _, w := range o.workers {
+		wake(w.note)
+	}
+}
+
+// interrupt makes every blocked transfer of the operation fail at once.
+func (o *opState) interrupt() {
+	for _, w := range o.workers {
+		w.link.Interrupt()
+	}
+}
+
+// fail records the first failure and wakes every worker; the caller
 // interrupts the links.
 func (o *opState) fail(err error) {
 	o.mu.Lock()
@@ -83,8 +203,7 @@ func (o *opState) failLocked(err error) {
 		o.err = err
 	}
 	o.failed.Store(true)
-	wake(o.recvNote)
-	wake(o.stageNote)
+	o.wakeAll()
 }
 
 func (o *opState) firstErr() error {
@@ -93,32 +212,43 @@ func (o *opState) firstErr() error {
 	return o.err
 }
 
-// errStopped ends a half whose other half failed first.
+// errStopped ends a lane whose operation failed elsewhere.
 var errStopped = errors.New("stopped")
 
-// waitRecv waits until n chunks have been received.
-func (o *opState) waitRecv(n int) error {
-	for o.recvDone.Load() < int64(n) {
+// waitRecv waits until recv i has completed n chunks.
+func (o *opState) waitRecv(w *worker, i, n int) error {
+	for o.recvDone[i].Load() < int64(n) {
 		if o.failed.Load() {
 			return errStopped
 		}
-		<-o.recvNote
+		<-w.note
+	}
+	return nil
+}
+
+// waitSend waits until send j has sent n chunks.
+func (o *opState) waitSend(w *worker, j, n int) error {
+	for o.sendDone[j].Load() < int64(n) {
+		if o.failed.Load() {
+			return errStopped
+		}
+		<-w.note
 	}
 	return nil
 }
 
 // waitStageSlot waits for a free staging slot.
-func (o *opState) waitStageSlot() error {
+func (o *opState) waitStageSlot(w *worker) error {
 	for o.stageIn-o.stageOut.Load() >= stageSlots {
 		if o.failed.Load() {
 			return errStopped
 		}
-		<-o.stageNote
+		<-w.note
 	}
 	return nil
 }
 
-// seg returns the bytes of a Dst or Src segment.
+// seg returns the bytes of a Dst, Src or Tmp segment.
 func (o *opState) seg(r ring.Ref) []byte {
 	var buf []byte
 	var parts int
@@ -128,7 +258,7 @@ func (o *opState) seg(r ring.Ref) []byte {
 	case ring.Src:
 		buf, parts = o.src, o.lay.srcParts
 	case ring.Tmp:
-		buf, parts = o.tmp, o.lay.srcParts
+		buf, parts = o.tmp, o.lay.tmpParts
 	default:
 		panic(fmt.Sprintf("collective: no bytes for %v", r))
 	}
@@ -160,36 +290,51 @@ func (o *opState) chunk(n, c int) (lo, hi int) {
 	return lo, hi
 }
 
-// prepare resets the per-operation state for sched.
+// prepare resets the per-operation state for o.plan.
 func (o *opState) prepare() {
-	o.recvBase = o.recvBase[:0]
-	total := 0
-	for _, rv := range o.sched.Recvs {
-		o.recvBase = append(o.recvBase, total)
-		if rv.Kind == ring.RecvAck {
-			total++
-		} else {
-			total += o.chunks(o.segLen(rv.To))
+	p := o.plan
+	o.recvChunks = o.recvChunks[:0]
+	for _, r := range p.recvs {
+		n := 1
+		if r.kind != ring.RecvAck {
+			n = o.chunks(o.segLen(r.to))
 		}
+		o.recvChunks = append(o.recvChunks, n)
 	}
-	o.recvBase = append(o.recvBase, total)
-	o.recvDone.Store(0)
+	o.sendChunks = o.sendChunks[:0]
+	for _, s := range p.sends {
+		n := 1
+		if s.from.Buf != ring.None {
+			n = o.chunks(o.segLen(s.from))
+		}
+		o.sendChunks = append(o.sendChunks, n)
+	}
+	if cap(o.recvDone) < len(p.recvs) {
+		o.recvDone = make([]atomic.Int64, len(p.recvs))
+	}
+	o.recvDone = o.recvDone[:len(p.recvs)]
+	for i := range o.recvDone {
+		o.recvDone[i].Store(0)
+	}
+	if cap(o.sendDone) < len(p.sends) {
+		o.sendDone = make([]atomic.Int64, len(p.sends))
+	}
+	o.sendDone = o.sendDone[:len(p.sends)]
+	for i := range o.sendDone {
+		o.sendDone[i].Store(0)
+	}
 	o.stageIn = 0
 	o.stageOut.Store(0)
-	o.recvStep.Store(-1)
-	o.recvChunk.Store(0)
-	o.sendStep.Store(-1)
-	o.sendChunk.Store(0)
 	o.failed.Store(false)
 	o.err = nil
 	o.done = false
-	select {
-	case <-o.recvNote:
-	default:
-	}
-	select {
-	case <-o.stageNote:
-	default:
+	for _, w := range o.workers {
+		w.item.Store(0)
+		w.chunk.Store(0)
+		select {
+		case <-w.note:
+		default:
+		}
 	}
 }
 
@@ -216,146 +361,164 @@ type mismatchError struct{ msg string }
 
 func (e *mismatchError) Error() string { return e.msg }
 
-// runSends executes the schedule's sends in order on the link to Next.
-func (c *Communicator) runSends(o *opState) error {
-	w := o.next.Data
+// runSends executes a send lane in order.
+func (c *Communicator) runSends(o *opState, w *worker) error {
+	out := w.link.Data
 	h := o.hdr
-	for i := range o.sched.Sends {
-		s := &o.sched.Sends[i]
-		h.Step = uint32(i)
-		o.sendStep.Store(int64(i))
-		if s.From.Buf == ring.None {
-			o.sendChunk.Store(0)
-			if s.After >= 0 {
-				if err := o.waitRecv(o.recvBase[s.After+1]); err != nil {
+	for k, j := range w.lane.items {
+		s := &o.plan.sends[j]
+		w.item.Store(int64(k))
+		w.chunk.Store(0)
+		h.Step = uint32(s.step)
+		if s.from.Buf == ring.None { // an ack
+			if s.after >= 0 {
+				if err := o.waitRecv(w, s.after, o.recvChunks[s.after]); err != nil {
 					return err
 				}
 			}
 			h.Chunk, h.PayloadLen = 0, 0
-			if _, err := w.Write(c.enc.EncodeData(&h)); err != nil {
-				return &frameError{peer: o.next.Peer, send: true, step: i, err: err}
+			if _, err := out.Write(w.enc.EncodeData(&h)); err != nil {
+				return &frameError{peer: s.peer, send: true, step: s.step, err: err}
 			}
+			o.sendDone[j].Store(1)
+			o.wakeAll()
 			continue
 		}
 		var seg []byte
-		n := o.segLen(s.From)
-		if s.From.Buf != ring.Stage { // Dst, Src or Tmp
-			seg = o.seg(s.From)
+		n := o.segLen(s.from)
+		if s.from.Buf != ring.Stage { // Dst, Src or Tmp
+			seg = o.seg(s.from)
 		}
-		for ch := range o.chunks(n) {
-			o.sendChunk.Store(int64(ch))
-			if s.After >= 0 {
-				if err := o.waitRecv(o.recvBase[s.After] + ch + 1); err != nil {
+		for ch := range o.sendChunks[j] {
+			w.chunk.Store(int64(ch))
+			if s.after >= 0 {
+				if err := o.waitRecv(w, s.after, ch+1); err != nil {
 					return err
 				}
 			}
 			lo, hi := o.chunk(n, ch)
 			var p []byte
-			if s.From.Buf == ring.Stage {
+			if s.from.Buf == ring.Stage {
 				p = c.stage[o.stageOut.Load()%stageSlots][:hi-lo]
 			} else {
 				p = seg[lo:hi]
 			}
 			h.Chunk, h.PayloadLen = uint32(ch), uint32(hi-lo)
-			if _, err := w.Write(c.enc.EncodeData(&h)); err != nil {
-				return &frameError{peer: o.next.Peer, send: true, step: i, chunk: ch, err: err}
+			if _, err := out.Write(w.enc.EncodeData(&h)); err != nil {
+				return &frameError{peer: s.peer, send: true, step: s.step, chunk: ch, err: err}
 			}
 			if len(p) > 0 {
-				if _, err := w.Write(p); err != nil {
-					return &frameError{peer: o.next.Peer, send: true, step: i, chunk: ch, err: err}
+				if _, err := out.Write(p); err != nil {
+					return &frameError{peer: s.peer, send: true, step: s.step, chunk: ch, err: err}
 				}
 			}
-			if s.From.Buf == ring.Stage {
+			if s.from.Buf == ring.Stage {
 				o.stageOut.Add(1)
-				wake(o.stageNote)
 			}
+			o.sendDone[j].Add(1)
+			o.wakeAll()
 		}
 	}
 	return nil
 }
 
-// runRecvs executes the schedule's receives in order on the link from Prev.
-func (c *Communicator) runRecvs(o *opState) error {
-	r := o.prev.Data
-	for i := range o.sched.Recvs {
-		rv := &o.sched.Recvs[i]
-		o.recvStep.Store(int64(i))
-		if rv.Kind == ring.RecvAck {
-			o.recvChunk.Store(0)
-			if err := c.readHeader(o, i, 0, 0); err != nil {
+// runRecvs executes a receive lane in order.
+func (c *Communicator) runRecvs(o *opState, w *worker) error {
+	in := w.link.Data
+	for k, i := range w.lane.items {
+		rv := &o.plan.recvs[i]
+		w.item.Store(int64(k))
+		w.chunk.Store(0)
+		if rv.kind == ring.RecvAck {
+			if err := c.readHeader(o, w, rv, 0, 0); err != nil {
 				return err
 			}
-			o.recvDone.Add(1)
-			wake(o.recvNote)
+			if rv.after >= 0 {
+				if err := o.waitRecv(w, rv.after, o.recvChunks[rv.after]); err != nil {
+					return err
+				}
+			}
+			o.recvDone[i].Store(1)
+			o.wakeAll()
 			continue
 		}
-		n := o.segLen(rv.To)
+		n := o.segLen(rv.to)
 		var to, with []byte
-		if rv.To.Buf == ring.Dst || rv.To.Buf == ring.Tmp {
-			to = o.seg(rv.To)
+		if rv.to.Buf != ring.Stage {
+			to = o.seg(rv.to)
 		}
-		if rv.With.Buf == ring.Src {
-			with = o.seg(rv.With)
+		if rv.with.Buf == ring.Src {
+			with = o.seg(rv.with)
 		}
-		for ch := range o.chunks(n) {
-			o.recvChunk.Store(int64(ch))
+		for ch := range o.recvChunks[i] {
+			w.chunk.Store(int64(ch))
 			lo, hi := o.chunk(n, ch)
-			if err := c.readHeader(o, i, ch, hi-lo); err != nil {
+			if err := c.readHeader(o, w, rv, ch, hi-lo); err != nil {
 				return err
 			}
+			if rv.after >= 0 {
+				if err := o.waitRecv(w, rv.after, ch+1); err != nil {
+					return err
+				}
+			}
+			if rv.afterSend >= 0 {
+				if err := o.waitSend(w, rv.afterSend, ch+1); err != nil {
+					return err
+				}
+			}
 			var p []byte // where the payload lands
-			switch rv.Kind {
+			switch rv.kind {
 			case ring.RecvCopy, ring.RecvCopyReduce:
 				p = to[lo:hi]
 			case ring.RecvReduce:
-				p = c.scratch[:hi-lo]
+				p = w.scratch[:hi-lo]
 			case ring.RecvStage, ring.RecvStageReduce:
-				if err := o.waitStageSlot(); err != nil {
+				if err := o.waitStageSlot(w); err != nil {
 					return err
 				}
 				p = c.stage[o.stageIn%stageSlots][:hi-lo]
 			}
 			if len(p) > 0 {
-				if _, err := readFull(r, p); err != nil {
-					return &frameError{peer: o.prev.Peer, step: i, chunk: ch, err: err}
+				if _, err := readFull(in, p); err != nil {
+					return &frameError{peer: rv.peer, step: rv.step, chunk: ch, err: err}
 				}
 			}
-			switch rv.Kind {
+			switch rv.kind {
 			case ring.RecvReduce:
 				reduceBytes(o.hdr.DType, o.kernel, to[lo:hi], p)
 			case ring.RecvCopyReduce, ring.RecvStageReduce:
 				reduceBytes(o.hdr.DType, o.kernel, p, with[lo:hi])
 			}
-			if rv.Kind == ring.RecvStage || rv.Kind == ring.RecvStageReduce {
+			if rv.kind == ring.RecvStage || rv.kind == ring.RecvStageReduce {
 				o.stageIn++
 			}
-			o.recvDone.Add(1)
-			wake(o.recvNote)
+			o.recvDone[i].Add(1)
+			o.wakeAll()
 		}
 	}
 	return nil
 }
 
-// readHeader reads the next frame header from Prev and checks it against
+// readHeader reads the next frame header of a lane and checks it against
 // this rank's call and its place in the schedule.
-func (c *Communicator) readHeader(o *opState, step, chunk, plen int) error {
-	f := &c.frame
-	if err := wire.ReadFrame(o.prev.Data, c.rbuf, c.lim, f); err != nil {
-		return &frameError{peer: o.prev.Peer, step: step, chunk: chunk, err: err}
+func (c *Communicator) readHeader(o *opState, w *worker, rv *xrecv, chunk, plen int) error {
+	f := &w.frame
+	if err := wire.ReadFrame(w.link.Data, w.rbuf, c.lim, f); err != nil {
+		return &frameError{peer: rv.peer, step: rv.step, chunk: chunk, err: err}
 	}
 	if f.Kind != wire.KindData {
-		return &frameError{peer: o.prev.Peer, step: step, chunk: chunk,
+		return &frameError{peer: rv.peer, step: rv.step, chunk: chunk,
 			err: fmt.Errorf("%w: a %s frame on the data stream", ErrProtocol, f.Kind)}
 	}
 	got, want := &f.Data, &o.hdr
 	if got.Epoch != want.Epoch || got.Seq != want.Seq || got.Op != want.Op || got.DType != want.DType ||
 		got.Count != want.Count || got.Reduce != want.Reduce || got.Root != want.Root || got.Algo != want.Algo {
 		return &mismatchError{fmt.Sprintf("rank %d called %s, rank %d called %s",
-			c.rank, describe(want), o.prev.Peer, describe(got))}
+			c.rank, describe(want), rv.peer, describe(got))}
 	}
-	if got.Step != uint32(step) || got.Chunk != uint32(chunk) || got.PayloadLen != uint32(plen) {
+	if got.Step != uint32(rv.step) || got.Chunk != uint32(chunk) || got.PayloadLen != uint32(plen) {
 		return &mismatchError{fmt.Sprintf("in %s rank %d expected step %d chunk %d of %d bytes from rank %d, which sent step %d chunk %d of %d bytes (do the ranks use the same chunk size?)",
-			describe(want), c.rank, step, chunk, plen, o.prev.Peer, got.Step, got.Chunk, got.PayloadLen)}
+			describe(want), c.rank, rv.step, chunk, plen, rv.peer, got.Step, got.Chunk, got.PayloadLen)}
 	}
 	return nil
 }
@@ -378,7 +541,7 @@ func readFull(r transport.Stream, p []byte) (int, error) {
 
 // runLocal performs the schedule's local copies.
 func (o *opState) runLocal() {
-	for _, l := range o.sched.Local {
+	for _, l := range o.plan.local {
 		copy(o.seg(l.To), o.seg(l.From))
 	}
 }
@@ -462,43 +625,40 @@ func (c *Communicator) expire(o *opState, err error) {
 	defer o.mu.Unlock()
 	if !o.done {
 		o.failLocked(err)
-		o.next.Interrupt()
-		o.prev.Interrupt()
+		o.interrupt()
 	}
 }
 
-// run executes o: the local copies, then the sends on the worker goroutine
-// and the receives on this one. It returns the first failure.
+// run executes o: the local copies, then its lanes on the link workers.
+// It returns the first failure.
 func (c *Communicator) run(ctx context.Context, o *opState, timeout time.Duration) error {
 	o.prepare()
 	o.runLocal()
-	if len(o.sched.Sends) == 0 && len(o.sched.Recvs) == 0 {
+	if len(o.plan.lanes) == 0 {
 		return nil
 	}
 	c.watchJobs <- watchJob{ctx: ctx, o: o, timeout: timeout}
-	c.jobs <- o
-	rerr := c.runRecvs(o)
-	if rerr != nil {
-		c.failOp(o, rerr)
+	for k := range o.plan.lanes {
+		w := o.workers[k]
+		w.lane = &o.plan.lanes[k]
+		w.jobs <- o
 	}
-	serr := <-c.sendErr
-	if serr != nil {
-		c.failOp(o, serr)
+	for range o.plan.lanes {
+		<-o.laneDone
 	}
 	o.mu.Lock()
 	o.done = true
-	interrupted := o.failed.Load()
+	failed := o.failed.Load()
+	err := o.err
 	o.mu.Unlock()
 	c.opEnd <- struct{}{}
 	<-c.watchDone
-	if rerr == nil && serr == nil {
-		if interrupted { // the context expired just as the last frame moved
-			o.next.Resume()
-			o.prev.Resume()
+	if err == nil && failed { // the context expired just as the last frame moved
+		for _, w := range o.workers {
+			w.link.Resume()
 		}
-		return nil
 	}
-	return o.firstErr()
+	return err
 }
 
 func (c *Communicator) failOp(o *opState, err error) {
@@ -506,6 +666,5 @@ func (c *Communicator) failOp(o *opState, err error) {
 		return
 	}
 	o.fail(err)
-	o.next.Interrupt()
-	o.prev.Interrupt()
+	o.interrupt()
 }

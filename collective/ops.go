@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/ringo-ml/ringo/internal/reduce"
@@ -150,7 +151,7 @@ func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op) e
 	h.DType, h.Count, h.Reduce = d.dt, uint64(d.n), op.wire()
 	return c.do(ctx, &h, err, func(o *opState) {
 		o.src, o.dst = s.b, d.b
-		o.lay = layout{dstParts: 1, srcParts: c.world}
+		o.lay = layout{dstParts: 1, srcParts: c.world, tmpParts: c.world}
 		if cap(c.tmp) < len(s.b) {
 			c.tmp = alignedBytes(len(s.b))
 		}
@@ -242,26 +243,32 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, set
 		c.answerByes()
 	}()
 	o := c.op
-	*o = opState{recvNote: o.recvNote, stageNote: o.stageNote, recvBase: o.recvBase}
+	*o = opState{workers: o.workers[:0], recvChunks: o.recvChunks, sendChunks: o.sendChunks,
+		recvDone: o.recvDone, sendDone: o.sendDone, laneDone: o.laneDone}
 	o.hdr = *h
 	o.es = h.DType.Size()
 	o.cb = c.cb / o.es * o.es
-	o.sched = c.schedule(h.Op, int(h.Root))
+	o.plan = c.ringPlan(h.Op, int(h.Root))
 	setup(o)
-	if c.world > 1 {
-		o.next, o.prev = c.links[0], c.links[1]
+	// Links and workers for every lane; a peer that said bye is gone.
+	for k := range o.plan.lanes {
+		ln := &o.plan.lanes[k]
 		c.mu.Lock()
-		gone := -1
-		for _, p := range []int{o.next.Peer, o.prev.Peer} {
-			if _, bye := c.byes[p]; bye || c.peerClosed[p] {
-				gone = p
-			}
-		}
+		_, bye := c.byes[ln.peer]
+		gone := bye || c.peerClosed[ln.peer]
 		c.mu.Unlock()
-		if gone >= 0 {
-			err := fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, gone)
+		if gone {
+			err := fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, ln.peer)
 			c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, describe(h), err))
 			return &OpError{Rank: c.rank, Call: describe(h), Err: err}
+		}
+		if err := c.ensureLink(ctx, ln.peer); err != nil {
+			return c.failed(h, o, fmt.Errorf("%w: %w", ErrPeerLost, err))
+		}
+		if ln.send {
+			o.workers = append(o.workers, c.senders[ln.peer])
+		} else {
+			o.workers = append(o.workers, c.recvers[ln.peer])
 		}
 	}
 	var timeout time.Duration
@@ -328,17 +335,37 @@ func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
 	return &OpError{Rank: c.rank, Call: call, Err: err}
 }
 
-// hangReport says where an operation was when it ran out of time.
+// hangReport says where an operation was when it ran out of time: every
+// lane that had not finished, receives first.
 func (c *Communicator) hangReport(o *opState) string {
-	rs, rc := o.recvStep.Load(), o.recvChunk.Load()
-	ss, sc := o.sendStep.Load(), o.sendChunk.Load()
-	recvs, sends := len(o.sched.Recvs), len(o.sched.Sends)
-	switch {
-	case rs >= 0 && int(rs) < recvs && o.recvDone.Load() < int64(o.recvBase[len(o.recvBase)-1]):
-		return fmt.Sprintf("while waiting for step %d chunk %d from rank %d (sent up to step %d chunk %d to rank %d)",
-			rs, rc, o.prev.Peer, ss, sc, o.next.Peer)
-	case ss >= 0 && int(ss) < sends:
-		return fmt.Sprintf("while sending step %d chunk %d to rank %d", ss, sc, o.next.Peer)
+	var parts []string
+	for pass := range 2 {
+		for k, w := range o.workers {
+			ln := &o.plan.lanes[k]
+			if ln.send != (pass == 1) {
+				continue
+			}
+			item, ch := int(w.item.Load()), int(w.chunk.Load())
+			if item >= len(ln.items) {
+				continue
+			}
+			if ln.send {
+				j := ln.items[item]
+				if o.sendDone[j].Load() >= int64(o.sendChunks[j]) && item == len(ln.items)-1 {
+					continue
+				}
+				parts = append(parts, fmt.Sprintf("sending step %d chunk %d to rank %d", o.plan.sends[j].step, ch, ln.peer))
+			} else {
+				i := ln.items[item]
+				if o.recvDone[i].Load() >= int64(o.recvChunks[i]) && item == len(ln.items)-1 {
+					continue
+				}
+				parts = append(parts, fmt.Sprintf("waiting for step %d chunk %d from rank %d", o.plan.recvs[i].step, ch, ln.peer))
+			}
+		}
 	}
-	return "before the first frame moved"
+	if len(parts) == 0 {
+		return "before the first frame moved"
+	}
+	return "while " + strings.Join(parts, "; ")
 }

@@ -37,8 +37,10 @@ type QUICConfig struct {
 	Identity Identity
 	Peers    []Peer // indexed by rank; Peers[Identity.Rank] is this rank
 	// Conn is this rank's UDP socket, already bound. The mesh owns it from
-	// now on and closes it on Close.
-	Conn *net.UDPConn
+	// now on and closes it on Close, unless KeepConn is set (a later mesh,
+	// for the group's next epoch, reuses it).
+	Conn     *net.UDPConn
+	KeepConn bool
 	// TLS holds this rank's certificate (Certificates) and the group's CA
 	// (RootCAs; also used to verify clients). It is cloned, not modified.
 	TLS *tls.Config
@@ -129,7 +131,9 @@ func NewQUIC(cfg QUICConfig, events Events) (*QUICMesh, error) {
 	ln, err := m.tr.Listen(server, m.qconf)
 	if err != nil {
 		_ = m.tr.Close()
-		_ = cfg.Conn.Close()
+		if !cfg.KeepConn {
+			_ = cfg.Conn.Close()
+		}
 		return nil, fmt.Errorf("transport: listening on %s: %w", cfg.Conn.LocalAddr(), err)
 	}
 	m.ln = ln
@@ -250,7 +254,9 @@ func (m *QUICMesh) Close(linger time.Duration) error {
 	_ = m.ln.Close()
 	m.wg.Wait()
 	_ = m.tr.Close()
-	_ = m.cfg.Conn.Close()
+	if !m.cfg.KeepConn {
+		_ = m.cfg.Conn.Close()
+	}
 	return nil
 }
 
