@@ -117,7 +117,7 @@ func mustEqual[T float](t *testing.T, what string, got, want []T) {
 // each result against the serial reference, bit for bit. With full false it
 // runs the core set only: AllReduce (sum, max, avg), Broadcast (roots 0 and
 // 3), Gather, AllGather and ReduceScatter.
-func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int, full bool) {
+func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int, full bool, opts ...collective.CallOption) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n := len(comms)
@@ -142,7 +142,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 			bufs[r] = append([]T(nil), xs[r]...)
 		}
 		noErrors(t, name+" AllReduce "+op.String(), runAll(comms, func(r int, c *collective.Communicator) error {
-			return c.AllReduce(ctx, bufs[r], op)
+			return c.AllReduce(ctx, bufs[r], op, opts...)
 		}))
 		for r := range bufs {
 			mustEqual(t, fmt.Sprintf("%s AllReduce %s rank %d", name, op, r), bufs[r], want)
@@ -163,7 +163,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 		dsts := make([][]T, n)
 		noErrors(t, name+" ReduceScatter "+op.String(), runAll(comms, func(r int, c *collective.Communicator) error {
 			dsts[r] = make([]T, count)
-			return c.ReduceScatter(ctx, dsts[r], srcs[r], op)
+			return c.ReduceScatter(ctx, dsts[r], srcs[r], op, opts...)
 		}))
 		for r := range dsts {
 			mustEqual(t, fmt.Sprintf("%s ReduceScatter %s rank %d", name, op, r), dsts[r], whole[r*count:(r+1)*count])
@@ -182,7 +182,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 				dst = make([]T, count)
 				rdst = dst
 			}
-			if err := c.Reduce(ctx, dst, src, op, root); err != nil {
+			if err := c.Reduce(ctx, dst, src, op, root, opts...); err != nil {
 				return err
 			}
 			if equalBits(src, xs[r]) >= 0 {
@@ -210,7 +210,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 		}
 		want := append([]T(nil), bufs[root]...)
 		noErrors(t, fmt.Sprintf("%s Broadcast root %d", name, root), runAll(comms, func(r int, c *collective.Communicator) error {
-			return c.Broadcast(ctx, bufs[r], root)
+			return c.Broadcast(ctx, bufs[r], root, opts...)
 		}))
 		for r := range bufs {
 			mustEqual(t, fmt.Sprintf("%s Broadcast root %d rank %d", name, root, r), bufs[r], want)
@@ -226,7 +226,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 				dst = make([]T, n*count)
 				gathered = dst
 			}
-			return c.Gather(ctx, dst, input[T](r, count, 5), root)
+			return c.Gather(ctx, dst, input[T](r, count, 5), root, opts...)
 		}))
 		for k := range n {
 			mustEqual(t, fmt.Sprintf("%s Gather root %d block %d", name, root, k), gathered[k*count:(k+1)*count], input[T](k, count, 5))
@@ -236,7 +236,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 	all := make([][]T, n)
 	noErrors(t, name+" AllGather", runAll(comms, func(r int, c *collective.Communicator) error {
 		all[r] = make([]T, n*count)
-		return c.AllGather(ctx, all[r], input[T](r, count, 3))
+		return c.AllGather(ctx, all[r], input[T](r, count, 3), opts...)
 	}))
 	for r := range n {
 		for k := range n {
@@ -248,7 +248,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 		return
 	}
 	noErrors(t, name+" Barrier", runAll(comms, func(r int, c *collective.Communicator) error {
-		return c.Barrier(ctx)
+		return c.Barrier(ctx, opts...)
 	}))
 }
 
@@ -294,6 +294,13 @@ func TestQUIC(t *testing.T) {
 		})
 	}
 	checkIdentical[float32](t, g.Comms, 100_003)
+	t.Run("tree", func(t *testing.T) {
+		for _, count := range append(counts, 4097, 100_003) {
+			checkAll[float32](t, g.Comms, count, count < 100_000, collective.Using(collective.Tree))
+			checkAll[float64](t, g.Comms, count, count < 100_000, collective.Using(collective.Tree))
+		}
+		checkIdentical[float64](t, g.Comms, 100_003)
+	})
 }
 
 func TestInProc(t *testing.T) {
@@ -319,6 +326,29 @@ func TestInProc(t *testing.T) {
 // TestInProcLarge checks the core operations on 1<<20+7 elements (many
 // chunks of the default size, uneven segments) for worlds 1..8; under the
 // race detector only world 4, the rest runs without it in .ci/run.
+// TestTrees runs every collective with the tree algorithms forced (ops
+// without a tree schedule use the ring) and with the ring forced, for worlds
+// 1..8 in-process, with odd counts.
+func TestTrees(t *testing.T) {
+	for n := 1; n <= 8; n++ {
+		t.Run(fmt.Sprintf("world%d", n), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			g, err := launch.InProc(ctx, n, collective.Config{ChunkBytes: 256, Algorithm: collective.Tree})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			for _, count := range append(counts, 4097) {
+				checkAll[float32](t, g.Comms, count, true)
+				checkAll[float64](t, g.Comms, count, true, collective.Using(collective.Tree))
+				checkAll[float32](t, g.Comms, count, false, collective.Using(collective.Ring))
+			}
+			checkIdentical[float32](t, g.Comms, 10_001)
+		})
+	}
+}
+
 func TestInProcLarge(t *testing.T) {
 	for n := 1; n <= 8; n++ {
 		if raceEnabled && n != 4 {

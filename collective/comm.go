@@ -56,6 +56,11 @@ type Config struct {
 	// the communicator binds View.Members[View.Rank].Addr. The communicator
 	// owns it and closes it on Close.
 	Conn *net.UDPConn
+	// Algorithm chooses how operations move data: Auto (the default) picks
+	// per call from a cost model measured on the links at creation (see
+	// Calibrate and Explain); Ring or Tree force one. Every rank must use
+	// the same setting.
+	Algorithm Algorithm
 	// ChunkBytes is the pipelining unit: segments move in chunks of this
 	// many bytes. Every rank must use the same value. Default 512 KiB.
 	ChunkBytes int
@@ -94,6 +99,8 @@ type Communicator struct {
 	cb          int
 	timeout     time.Duration
 	linger      time.Duration
+	algo        Algorithm
+	costs       Costs // Auto's model; set by Calibrate
 
 	opMu  sync.Mutex // held for the whole of an operation
 	seq   uint64
@@ -163,6 +170,9 @@ func (cfg *Config) defaults() error {
 	if cfg.ChunkBytes == 0 {
 		cfg.ChunkBytes = DefaultChunkBytes
 	}
+	if cfg.Algorithm > Tree {
+		return fmt.Errorf("%w: unknown Algorithm %v", ErrInvalid, cfg.Algorithm)
+	}
 	if cfg.ChunkBytes < 64 || cfg.ChunkBytes > MaxChunkBytes {
 		return fmt.Errorf("%w: ChunkBytes %d outside [64, %d]", ErrInvalid, cfg.ChunkBytes, MaxChunkBytes)
 	}
@@ -193,6 +203,8 @@ func newCommunicator(cfg *Config) *Communicator {
 		cb:         cfg.ChunkBytes,
 		timeout:    cfg.Timeout,
 		linger:     cfg.CloseTimeout,
+		algo:       cfg.Algorithm,
+		costs:      defaultCosts,
 		byes:       make(map[int]uint64),
 		echoed:     make(map[int]bool),
 		op:         &opState{},
@@ -324,14 +336,59 @@ func closeAll(comms []*Communicator) {
 	}
 }
 
-// connect establishes the links to the ring neighbours.
+// defaultCosts stand until Calibrate measures: loopback QUIC figures.
+var defaultCosts = Costs{Alpha: 40 * time.Microsecond, Beta: 1 / 0.3e9, Gamma: 1 / 10e9}
+
+// connect establishes the links to the ring neighbours and, for Auto,
+// calibrates the cost model; it leaves the sequence of operations at zero.
 func (c *Communicator) connect(ctx context.Context) error {
 	if c.world == 1 {
 		return nil
 	}
-	for _, p := range []int{(c.rank + 1) % c.world, (c.rank + c.world - 1) % c.world} {
-		if err := c.ensureLink(ctx, p); err != nil {
-			return err
+	if err := c.connectPeers(ctx); err != nil {
+		return err
+	}
+	if c.algo != Auto {
+		return nil
+	}
+	if err := c.Calibrate(ctx); err != nil {
+		return fmt.Errorf("collective: calibrating: %w", err)
+	}
+	// The calibration's operations were numbered like any; every rank ran
+	// the same ones and consumed all their frames, so numbering restarts.
+	c.mu.Lock()
+	c.seq, c.doneSeq = 0, 0
+	c.mu.Unlock()
+	return nil
+}
+
+// connectPeers makes the links to the ring neighbours and, unless the ring
+// is forced, to every peer of a tree schedule. The lower rank of each pair
+// dials; all links are asked for at once.
+func (c *Communicator) connectPeers(ctx context.Context) error {
+	want := make([]bool, c.world)
+	want[(c.rank+1)%c.world], want[(c.rank+c.world-1)%c.world] = true, true
+	if c.algo != Ring {
+		for _, p := range c.treePeers() {
+			want[p] = true
+		}
+	}
+	var wg sync.WaitGroup
+	for p, ok := range want {
+		if ok {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = c.mesh.Link(ctx, p) // errors come again from ensureLink
+			}()
+		}
+	}
+	wg.Wait()
+	for p, ok := range want {
+		if ok {
+			if err := c.ensureLink(ctx, p); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

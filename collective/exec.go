@@ -237,6 +237,22 @@ func (o *opState) waitSend(w *worker, j, n int) error {
 	return nil
 }
 
+// waitOrder waits until chunk ch of rv may be written: the recv and the
+// send it follows have done that chunk.
+func (o *opState) waitOrder(w *worker, rv *xrecv, ch int) error {
+	if rv.after >= 0 {
+		if err := o.waitRecv(w, rv.after, ch+1); err != nil {
+			return err
+		}
+	}
+	if rv.afterSend >= 0 {
+		if err := o.waitSend(w, rv.afterSend, ch+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // waitStageSlot waits for a free staging slot.
 func (o *opState) waitStageSlot(w *worker) error {
 	for o.stageIn-o.stageOut.Load() >= stageSlots {
@@ -456,13 +472,12 @@ func (c *Communicator) runRecvs(o *opState, w *worker) error {
 			if err := c.readHeader(o, w, rv, ch, hi-lo); err != nil {
 				return err
 			}
-			if rv.after >= 0 {
-				if err := o.waitRecv(w, rv.after, ch+1); err != nil {
-					return err
-				}
-			}
-			if rv.afterSend >= 0 {
-				if err := o.waitSend(w, rv.afterSend, ch+1); err != nil {
+			// A reduction lands in scratch before it waits for what it must
+			// follow: both partners of an exchange may be sending, and
+			// neither link need buffer a whole chunk. A copy into place
+			// waits first.
+			if rv.kind != ring.RecvReduce {
+				if err := o.waitOrder(w, rv, ch); err != nil {
 					return err
 				}
 			}
@@ -481,6 +496,11 @@ func (c *Communicator) runRecvs(o *opState, w *worker) error {
 			if len(p) > 0 {
 				if _, err := readFull(in, p); err != nil {
 					return &frameError{peer: rv.peer, step: rv.step, chunk: ch, err: err}
+				}
+			}
+			if rv.kind == ring.RecvReduce {
+				if err := o.waitOrder(w, rv, ch); err != nil {
+					return err
 				}
 			}
 			switch rv.kind {
@@ -512,9 +532,13 @@ func (c *Communicator) readHeader(o *opState, w *worker, rv *xrecv, chunk, plen 
 	}
 	got, want := &f.Data, &o.hdr
 	if got.Epoch != want.Epoch || got.Seq != want.Seq || got.Op != want.Op || got.DType != want.DType ||
-		got.Count != want.Count || got.Reduce != want.Reduce || got.Root != want.Root || got.Algo != want.Algo {
+		got.Count != want.Count || got.Reduce != want.Reduce || got.Root != want.Root {
 		return &mismatchError{fmt.Sprintf("rank %d called %s, rank %d called %s",
 			c.rank, describe(want), rv.peer, describe(got))}
+	}
+	if got.Algo != want.Algo {
+		return &mismatchError{fmt.Sprintf("rank %d runs %s with the %s algorithm, rank %d with %s (do all ranks use the same Algorithm setting?)",
+			c.rank, describe(want), want.Algo, rv.peer, got.Algo)}
 	}
 	if got.Step != uint32(rv.step) || got.Chunk != uint32(chunk) || got.PayloadLen != uint32(plen) {
 		return &mismatchError{fmt.Sprintf("in %s rank %d expected step %d chunk %d of %d bytes from rank %d, which sent step %d chunk %d of %d bytes (do the ranks use the same chunk size?)",
@@ -577,6 +601,9 @@ func alignedBytes(n int) []byte {
 
 // reduceBytes sets dst = dst ⊕ src elementwise.
 func reduceBytes(dt wire.DType, op reduce.Op, dst, src []byte) {
+	if len(dst) == 0 {
+		return
+	}
 	if dt == wire.Float64 {
 		reduce.Float64(op, asF64(dst), asF64(src))
 	} else {

@@ -40,14 +40,14 @@ func asTensor(name string, v any, allowNil bool) (tensor, error) {
 
 // AllReduce reduces buf element by element over all ranks with op and
 // leaves the result in buf on every rank, identical bit for bit.
-func (c *Communicator) AllReduce(ctx context.Context, buf any, op Op) error {
+func (c *Communicator) AllReduce(ctx context.Context, buf any, op Op, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpAllReduce, Root: -1}
 	t, err := asTensor("buf", buf, false)
 	if err == nil {
 		err = checkOp(op)
 	}
 	h.DType, h.Count, h.Reduce = t.dt, uint64(t.n), op.wire()
-	return c.do(ctx, &h, err, func(o *opState) {
+	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
 		o.dst, o.lay.dstParts = t.b, c.world
 		o.kernel = op.kernel()
 	}, op == Avg)
@@ -55,14 +55,14 @@ func (c *Communicator) AllReduce(ctx context.Context, buf any, op Op) error {
 
 // Broadcast copies root's buf into buf on every other rank. Every rank
 // passes a buffer of the same length and type.
-func (c *Communicator) Broadcast(ctx context.Context, buf any, root int) error {
+func (c *Communicator) Broadcast(ctx context.Context, buf any, root int, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpBroadcast}
 	t, err := asTensor("buf", buf, false)
 	if err == nil {
 		err = c.checkRoot(root)
 	}
 	h.DType, h.Count, h.Root = t.dt, uint64(t.n), int32(root)
-	return c.do(ctx, &h, err, func(o *opState) {
+	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
 		o.dst, o.lay.dstParts = t.b, 1
 	}, false)
 }
@@ -70,7 +70,7 @@ func (c *Communicator) Broadcast(ctx context.Context, buf any, root int) error {
 // Reduce reduces src over all ranks with op into dst at root. dst is used
 // only at root (len(dst) == len(src)); elsewhere it may be nil. src is
 // never modified.
-func (c *Communicator) Reduce(ctx context.Context, dst, src any, op Op, root int) error {
+func (c *Communicator) Reduce(ctx context.Context, dst, src any, op Op, root int, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpReduce}
 	s, err := asTensor("src", src, false)
 	var d tensor
@@ -86,7 +86,7 @@ func (c *Communicator) Reduce(ctx context.Context, dst, src any, op Op, root int
 		}
 	}
 	h.DType, h.Count, h.Reduce, h.Root = s.dt, uint64(s.n), op.wire(), int32(root)
-	return c.do(ctx, &h, err, func(o *opState) {
+	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
 		o.src, o.dst = s.b, d.b
 		o.lay = layout{dstParts: 1, srcParts: 1, stageTotal: s.n, stageParts: 1}
 		o.kernel = op.kernel()
@@ -96,7 +96,7 @@ func (c *Communicator) Reduce(ctx context.Context, dst, src any, op Op, root int
 // Gather collects every rank's src into dst at root: block k of dst (of
 // len(src) elements) is rank k's src. dst is used only at root, where
 // len(dst) == Size()*len(src); elsewhere it may be nil.
-func (c *Communicator) Gather(ctx context.Context, dst, src any, root int) error {
+func (c *Communicator) Gather(ctx context.Context, dst, src any, root int, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpGather}
 	s, err := asTensor("src", src, false)
 	var d tensor
@@ -109,7 +109,7 @@ func (c *Communicator) Gather(ctx context.Context, dst, src any, root int) error
 		}
 	}
 	h.DType, h.Count, h.Root = s.dt, uint64(s.n), int32(root)
-	return c.do(ctx, &h, err, func(o *opState) {
+	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
 		o.src, o.dst = s.b, d.b
 		o.lay = layout{dstParts: c.world, srcParts: 1, stageTotal: s.n * c.world, stageParts: c.world}
 	}, false)
@@ -117,7 +117,7 @@ func (c *Communicator) Gather(ctx context.Context, dst, src any, root int) error
 
 // AllGather collects every rank's src into dst on every rank: block k of
 // dst (len(src) elements) is rank k's src; len(dst) == Size()*len(src).
-func (c *Communicator) AllGather(ctx context.Context, dst, src any) error {
+func (c *Communicator) AllGather(ctx context.Context, dst, src any, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpAllGather, Root: -1}
 	s, err := asTensor("src", src, false)
 	var d tensor
@@ -127,7 +127,7 @@ func (c *Communicator) AllGather(ctx context.Context, dst, src any) error {
 		}
 	}
 	h.DType, h.Count = s.dt, uint64(s.n)
-	return c.do(ctx, &h, err, func(o *opState) {
+	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
 		o.src, o.dst = s.b, d.b
 		o.lay = layout{dstParts: c.world, srcParts: 1}
 	}, false)
@@ -136,7 +136,7 @@ func (c *Communicator) AllGather(ctx context.Context, dst, src any) error {
 // ReduceScatter reduces src over all ranks with op and leaves block r of
 // the result (len(dst) elements) in dst on rank r; len(src) ==
 // Size()*len(dst). src is never modified.
-func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op) error {
+func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpReduceScatter, Root: -1}
 	d, err := asTensor("dst", dst, false)
 	var s tensor
@@ -149,26 +149,23 @@ func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op) e
 		err = checkOp(op)
 	}
 	h.DType, h.Count, h.Reduce = d.dt, uint64(d.n), op.wire()
-	return c.do(ctx, &h, err, func(o *opState) {
+	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
 		o.src, o.dst = s.b, d.b
 		o.lay = layout{dstParts: 1, srcParts: c.world, tmpParts: c.world}
-		if cap(c.tmp) < len(s.b) {
-			c.tmp = alignedBytes(len(s.b))
-		}
-		o.tmp = c.tmp[:len(s.b)]
+		o.tmp = c.tmpBytes(len(s.b))
 		o.kernel = op.kernel()
 	}, op == Avg)
 }
 
 // Barrier returns once every rank has entered it.
-func (c *Communicator) Barrier(ctx context.Context) error {
+func (c *Communicator) Barrier(ctx context.Context, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpBarrier, DType: wire.Float32, Root: -1}
-	return c.do(ctx, &h, nil, func(o *opState) {}, false)
+	return c.do(ctx, &h, nil, callAlgo(opts), func(o *opState) { o.kernel = reduce.Sum }, false)
 }
 
 // SendRecv sends src to the next rank of the ring and receives the previous
 // rank's into dst (same length): the ring's link pattern, for benchmarks.
-func (c *Communicator) SendRecv(ctx context.Context, dst, src any) error {
+func (c *Communicator) SendRecv(ctx context.Context, dst, src any, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpSendRecv, Root: -1}
 	s, err := asTensor("src", src, false)
 	var d tensor
@@ -178,7 +175,7 @@ func (c *Communicator) SendRecv(ctx context.Context, dst, src any) error {
 		}
 	}
 	h.DType, h.Count = s.dt, uint64(s.n)
-	return c.do(ctx, &h, err, func(o *opState) {
+	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
 		o.src, o.dst = s.b, d.b
 		o.lay = layout{dstParts: 1, srcParts: 1}
 	}, false)
@@ -211,10 +208,17 @@ func sameShape(name string, t tensor, dt wire.DType, n int) error {
 // do runs one operation: it checks the communicator, numbers the call,
 // sets up the shared operation state and runs it; on failure it poisons the
 // communicator and tells the peers.
-func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, setup func(*opState), avg bool) error {
+func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, algo Algorithm, setup func(*opState), avg bool) error {
 	h.Epoch, h.Algo = c.epoch, wire.AlgoRing
+	var choice Choice
+	if argErr == nil {
+		choice, argErr = c.choose(h.Op, algo, int(h.Count)*h.DType.Size())
+	}
 	if argErr != nil {
 		return &OpError{Rank: c.rank, Call: h.Op.String(), Err: argErr}
+	}
+	if choice.Algorithm == Tree {
+		h.Algo = wire.AlgoTree
 	}
 	if ctx == nil {
 		return &OpError{Rank: c.rank, Call: h.Op.String(), Err: fmt.Errorf("%w: nil context", ErrInvalid)}
@@ -248,8 +252,13 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, set
 	o.hdr = *h
 	o.es = h.DType.Size()
 	o.cb = c.cb / o.es * o.es
-	o.plan = c.ringPlan(h.Op, int(h.Root))
 	setup(o)
+	if h.Algo == wire.AlgoTree {
+		o.plan = c.treePlan(h.Op, int(h.Root), choice.Name)
+		c.treeLayout(o, choice.Name)
+	} else {
+		o.plan = c.ringPlan(h.Op, int(h.Root))
+	}
 	// Links and workers for every lane; a peer that said bye is gone.
 	for k := range o.plan.lanes {
 		ln := &o.plan.lanes[k]

@@ -1,0 +1,57 @@
+package collective
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringo-ml/ringo/internal/wire"
+)
+
+// TestRecursiveDoublingBigChunks runs recursive doubling with chunks larger
+// than the in-process links buffer (4 MiB): both partners of an exchange
+// send at once, so a receiver must take a chunk in before it waits for its
+// own send to finish, or both would wait forever.
+func TestRecursiveDoublingBigChunks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, world := range []int{2, 3, 4} {
+		comms, err := NewInProc(ctx, world, Config{ChunkBytes: 16 << 20, Algorithm: Tree})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 3 << 20 // 12 MiB of float32
+		bufs := make([][]float32, world)
+		var wg sync.WaitGroup
+		errs := make([]error, world)
+		for r, c := range comms {
+			c.costs = Costs{Alpha: time.Second, Beta: 1e-12, Gamma: 1e-12} // latency-bound: recursive doubling
+			if ch, _ := c.choose(wire.OpAllReduce, Auto, 4*n); ch.Name != nameRD {
+				t.Fatalf("the model chose %s", ch.Name)
+			}
+			bufs[r] = make([]float32, n)
+			for i := range bufs[r] {
+				bufs[r][i] = float32(r + 1)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[r] = c.AllReduce(ctx, bufs[r], Sum)
+			}()
+		}
+		wg.Wait()
+		want := float32(world * (world + 1) / 2)
+		for r := range comms {
+			if errs[r] != nil {
+				t.Fatalf("world %d rank %d: %v", world, r, errs[r])
+			}
+			if bufs[r][0] != want || bufs[r][n-1] != want {
+				t.Fatalf("world %d rank %d: got %v, want %v", world, r, bufs[r][0], want)
+			}
+		}
+		for _, c := range comms {
+			c.Close()
+		}
+	}
+}
