@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ringo-ml/ringo/internal/reduce"
@@ -63,15 +64,24 @@ type candidate struct {
 	t    float64 // seconds
 }
 
+// candidates holds a call's estimates without allocating.
+type candidates struct {
+	c [3]candidate
+	n int
+}
+
+func (cs *candidates) list() []candidate { return cs.c[:cs.n] }
+
 // estimates returns the model's time for each algorithm that can run op on
 // bytes bytes per rank (as the call's count defines it), fastest first.
-func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) []candidate {
+func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates {
 	n := float64(world)
 	a, b, g := k.Alpha.Seconds(), k.Beta, k.Gamma
 	depth := float64(bits.Len(uint(world - 1))) // ceil(log2 n)
-	var out []candidate
+	var out candidates
 	add := func(algo Algorithm, name string, t float64) {
-		out = append(out, candidate{algo, name, t})
+		out.c[out.n] = candidate{algo, name, t}
+		out.n++
 	}
 	c := min(chunk, bytes)
 	switch op {
@@ -107,55 +117,76 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) []candidat
 	default: // AllGather, ReduceScatter, SendRecv: the ring only
 		add(Ring, "ring", 0)
 	}
-	slices.SortStableFunc(out, func(x, y candidate) int { return cmpFloat(x.t, y.t) })
+	// Insertion sort, stable: ties keep the order above (ring first).
+	for i := 1; i < out.n; i++ {
+		for j := i; j > 0 && out.c[j].t < out.c[j-1].t; j-- {
+			out.c[j], out.c[j-1] = out.c[j-1], out.c[j]
+		}
+	}
 	return out
 }
 
-func cmpFloat(x, y float64) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
-}
-
 // choose picks the schedule for a call: the forced algorithm, or Auto's
-// fastest estimate.
+// fastest estimate. It allocates nothing; explain adds the reason.
 func (c *Communicator) choose(op wire.Op, algo Algorithm, bytes int) (Choice, error) {
 	if algo == Auto {
 		algo = c.algo
 	}
-	cands := c.costs.estimates(op, c.world, float64(bytes), float64(c.cb))
-	if c.world == 1 {
-		return Choice{Algorithm: Ring, Name: "ring", Reason: "a world of one moves nothing"}, nil
-	}
-	if algo == Auto {
-		best := cands[0]
-		reason := fmt.Sprintf("%s %v", best.name, dur(best.t))
-		for _, x := range cands[1:] {
-			reason += fmt.Sprintf(" < %s %v", x.name, dur(x.t))
-		}
-		return Choice{Algorithm: best.algo, Name: best.name, Estimate: dur(best.t), Reason: reason + " (" + c.costs.String() + ")"}, nil
-	}
-	if algo != Ring && algo != Tree {
+	if algo > Tree {
 		return Choice{}, fmt.Errorf("%w: unknown algorithm %v", ErrInvalid, algo)
 	}
-	for _, x := range cands {
-		if x.algo == algo {
-			return Choice{Algorithm: algo, Name: x.name, Estimate: dur(x.t), Reason: "forced"}, nil
+	if c.world == 1 {
+		return Choice{Algorithm: Ring, Name: "ring"}, nil
+	}
+	cs := c.costs.estimates(op, c.world, float64(bytes), float64(c.cb))
+	cands := cs.list()
+	pick := cands[0]
+	if algo != Auto {
+		pick.algo = Auto
+		for _, x := range cands {
+			if x.algo == algo && pick.algo == Auto {
+				pick = x
+			}
+		}
+		if pick.algo == Auto { // no schedule of that kind (ring-only ops): the ring, as NCCL does
+			for _, x := range cands {
+				if x.algo == Ring {
+					pick = x
+				}
+			}
 		}
 	}
-	// No schedule of that kind for this operation (AllGather, ReduceScatter
-	// and SendRecv are ring-only): the ring it is, as NCCL does.
-	r := cands[len(cands)-1]
-	for _, x := range cands {
-		if x.algo == Ring {
-			r = x
-		}
+	return Choice{Algorithm: pick.algo, Name: pick.name, Estimate: dur(pick.t)}, nil
+}
+
+// explain is choose with the reason spelt out.
+func (c *Communicator) explain(op wire.Op, algo Algorithm, bytes int) (Choice, error) {
+	ch, err := c.choose(op, algo, bytes)
+	if err != nil {
+		return ch, err
 	}
-	return Choice{Algorithm: Ring, Name: r.name, Estimate: dur(r.t), Reason: fmt.Sprintf("%s has no %s schedule", op, algo)}, nil
+	if algo == Auto {
+		algo = c.algo
+	}
+	cs := c.costs.estimates(op, c.world, float64(bytes), float64(c.cb))
+	switch {
+	case c.world == 1:
+		ch.Reason = "a world of one moves nothing"
+	case algo == Auto:
+		var b strings.Builder
+		for i, x := range cs.list() {
+			if i > 0 {
+				b.WriteString(" < ")
+			}
+			fmt.Fprintf(&b, "%s %v", x.name, dur(x.t))
+		}
+		ch.Reason = b.String() + " (" + c.costs.String() + ")"
+	case ch.Algorithm != algo:
+		ch.Reason = fmt.Sprintf("%s has no %s schedule", op, algo)
+	default:
+		ch.Reason = "forced"
+	}
+	return ch, nil
 }
 
 func dur(s float64) time.Duration {
@@ -174,7 +205,7 @@ func (c *Communicator) Explain(op string, dtypeSize, count int, opts ...CallOpti
 	if !ok {
 		return Choice{}, fmt.Errorf("%w: unknown operation %q", ErrInvalid, op)
 	}
-	return c.choose(wop, callAlgo(opts), dtypeSize*count)
+	return c.explain(wop, callAlgo(opts), dtypeSize*count)
 }
 
 var opNames = map[string]wire.Op{

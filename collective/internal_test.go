@@ -55,3 +55,42 @@ func TestRecursiveDoublingBigChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroAllocs: an in-process AllReduce allocates nothing once warm, on
+// any rank's goroutines (the counter is process-wide).
+func TestZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	ctx := context.Background()
+	comms, err := NewInProc(ctx, 2, Config{ChunkBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range comms {
+			c.Close()
+		}
+	}()
+	bufs := [][]float32{make([]float32, 100_000), make([]float32, 100_000)}
+	start, done := make(chan struct{}), make(chan error)
+	go func() {
+		for range start {
+			done <- comms[1].AllReduce(ctx, bufs[1], Sum)
+		}
+	}()
+	op := func() {
+		start <- struct{}{}
+		if err := comms[0].AllReduce(ctx, bufs[0], Sum); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	op() // warm
+	if n := testing.AllocsPerRun(20, op); n > 0 {
+		t.Errorf("%v allocations per AllReduce", n)
+	}
+	close(start)
+}

@@ -1,0 +1,417 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ringo-ml/ringo/collective"
+)
+
+// version names this program in headers and JSON.
+const version = "ringo allreduce-bench v0.1.0"
+
+// maxRanks bounds -np: more ranks than this on one machine measure the
+// scheduler, and the products the -c check uses stay exact up to it.
+const maxRanks = 64
+
+// opKind is the collective a sweep measures.
+type opKind int
+
+const (
+	opAllReduce opKind = iota
+	opBroadcast
+	opReduce
+	opGather
+	opAllGather
+	opReduceScatter
+	opSendRecv
+)
+
+var opNames = []string{"allreduce", "broadcast", "reduce", "gather", "allgather", "reducescatter", "sendrecv"}
+
+func (o opKind) String() string { return opNames[o] }
+
+// hasRoot says whether the collective has a root rank.
+func (o opKind) hasRoot() bool { return o == opBroadcast || o == opReduce || o == opGather }
+
+// reduces says whether the collective combines values with a reduction
+// operator.
+func (o opKind) reduces() bool { return o == opAllReduce || o == opReduce || o == opReduceScatter }
+
+// busFactor is the ratio of bus bandwidth to algorithm bandwidth for n
+// ranks, as nccl-tests defines it: the fraction of the size that crosses
+// the busiest link, so that busbw can be compared with the hardware's
+// link bandwidth whatever the number of ranks.
+func (o opKind) busFactor(n int) float64 {
+	nf := float64(n)
+	switch o {
+	case opAllReduce:
+		return 2 * (nf - 1) / nf
+	case opReduceScatter, opAllGather, opGather:
+		return (nf - 1) / nf
+	}
+	return 1 // broadcast, reduce, sendrecv
+}
+
+// dtype is the element type of a sweep.
+type dtype int
+
+const (
+	float32T dtype = iota
+	float64T
+)
+
+// size is the element size in bytes.
+func (d dtype) size() int64 {
+	if d == float64T {
+		return 8
+	}
+	return 4
+}
+
+// ncclName is the type's name in the table, as nccl-tests prints it.
+func (d dtype) ncclName() string {
+	if d == float64T {
+		return "double"
+	}
+	return "float"
+}
+
+func (d dtype) String() string {
+	if d == float64T {
+		return "float64"
+	}
+	return "float32"
+}
+
+var redOps = []collective.Op{collective.Sum, collective.Prod, collective.Min, collective.Max, collective.Avg}
+
+// config is what the flags say. The worker fields are set only in the
+// processes the launcher starts.
+type config struct {
+	np       int
+	inproc   bool
+	op       opKind
+	minBytes int64
+	maxBytes int64
+	factor   int64
+	dt       dtype
+	redop    collective.Op
+	root     int
+	algo     collective.Algorithm
+	iters    int
+	warmup   int
+	check    bool
+	jsonFile string
+	plotFile string
+	chunk    int64
+
+	// Hidden flags of the launcher's worker processes.
+	worker bool
+	rank   int
+	cert   string
+	key    string
+	caFile string
+	group  string
+
+	// Test-only hooks (hidden flags, used by this package's tests):
+	// corruptRank flips one element of that rank's checked result before it
+	// is compared, to prove that -c catches corruption; dieRank SIGKILLs
+	// itself after dieAfter operations of the sweep, to prove that the
+	// launcher notices a lost rank.
+	corruptRank int
+	dieRank     int
+	dieAfter    int
+}
+
+// usageError is a bad command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// hidden lists the flags that -h does not show.
+var hidden = map[string]bool{
+	"worker": true, "rank": true, "cert": true, "key": true, "ca": true, "group": true,
+	"test-corrupt-rank": true, "test-die-rank": true, "test-die-after": true,
+}
+
+// parseSize reads a byte count: a non-negative integer with an optional
+// binary suffix K, M or G (1K = 1024), e.g. "32M".
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	shift := 0
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'k', 'K':
+			shift = 10
+		case 'm', 'M':
+			shift = 20
+		case 'g', 'G':
+			shift = 30
+		}
+	}
+	if shift > 0 {
+		t = t[:len(t)-1]
+	}
+	if t == "" {
+		return 0, fmt.Errorf("%q is not a size: want bytes with an optional K, M or G suffix (1K = 1024)", s)
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size: want bytes with an optional K, M or G suffix (1K = 1024)", s)
+	}
+	if n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n << shift, nil
+}
+
+// formatSize writes a byte count the way parseSize reads it, with the
+// largest suffix that divides it exactly.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"G", 30}, {"M", 20}, {"K", 10}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// sizeFlag is a flag.Value for byte counts.
+type sizeFlag struct{ p *int64 }
+
+func (f sizeFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return formatSize(*f.p)
+}
+
+func (f sizeFlag) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*f.p = n
+	return nil
+}
+
+// choiceFlag is a flag.Value that accepts one of a few names, some with
+// aliases; it stores the index of the choice.
+type choiceFlag struct {
+	p       *int
+	names   []string       // canonical names, by index
+	aliases map[string]int // other accepted spellings
+}
+
+func (f choiceFlag) String() string {
+	if f.p == nil || *f.p < 0 || *f.p >= len(f.names) {
+		return ""
+	}
+	return f.names[*f.p]
+}
+
+func (f choiceFlag) Set(s string) error {
+	for i, n := range f.names {
+		if s == n {
+			*f.p = i
+			return nil
+		}
+	}
+	if i, ok := f.aliases[s]; ok {
+		*f.p = i
+		return nil
+	}
+	return fmt.Errorf("want one of %s", strings.Join(f.names, "|"))
+}
+
+// boolValue is -c: a flag that takes a value (so "-c 0" works as in
+// nccl-tests, as does "-c=false").
+type boolValue struct{ p *bool }
+
+func (f boolValue) String() string {
+	if f.p != nil && *f.p {
+		return "1"
+	}
+	return "0"
+}
+
+func (f boolValue) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want 1 or 0 (true or false)")
+	}
+	*f.p = v
+	return nil
+}
+
+// parseFlags reads the command line. Bad values are *usageError naming the
+// flag; -h gives flag.ErrHelp. Usage text goes to w.
+func parseFlags(args []string, w io.Writer) (*config, error) {
+	cfg := &config{
+		np: 4, minBytes: 32 << 20, maxBytes: 32 << 20, factor: 2, redop: collective.Sum,
+		iters: 20, warmup: 5, check: true, chunk: collective.DefaultChunkBytes,
+		corruptRank: -1, dieRank: -1,
+	}
+	fs := flag.NewFlagSet("allreduce-bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by the caller
+	var op, dt, redop, algo int
+	redop = 0
+	redNames := make([]string, len(redOps))
+	for i, o := range redOps {
+		redNames[i] = o.String()
+	}
+	algoNames := []string{collective.Auto.String(), collective.Ring.String(), collective.Tree.String()}
+
+	fs.IntVar(&cfg.np, "np", cfg.np, "`N` ranks: processes on this machine over QUIC with mutual TLS on 127.0.0.1 (goroutines with -inproc)")
+	fs.BoolVar(&cfg.inproc, "inproc", false, "run the ranks as goroutines of this process over in-memory pipes")
+	fs.Var(choiceFlag{&op, opNames, nil}, "op", "`OP`: "+strings.Join(opNames, "|"))
+	fs.Var(sizeFlag{&cfg.minBytes}, "b", "smallest size in `BYTES` (K, M, G suffixes; 1K = 1024)")
+	fs.Var(sizeFlag{&cfg.maxBytes}, "e", "largest size in `BYTES` (K, M, G suffixes)")
+	fs.Int64Var(&cfg.factor, "f", cfg.factor, "multiplication `factor` between sizes (at least 2)")
+	fs.Var(choiceFlag{&dt, []string{"float32", "float64"}, map[string]int{"float": 0, "double": 1}}, "t", "element `TYPE`: float32|float64 (or float|double)")
+	fs.Var(choiceFlag{&redop, redNames, nil}, "o", "reduction operator `REDOP`: "+strings.Join(redNames, "|"))
+	fs.IntVar(&cfg.root, "root", 0, "root `rank` of broadcast, reduce and gather")
+	fs.Var(choiceFlag{&algo, algoNames, nil}, "algo", "algorithm `ALGO`: auto (collective picks per call), ring or tree (ops without a tree schedule run the ring)")
+	fs.IntVar(&cfg.iters, "n", cfg.iters, "timed `iterations` per size")
+	fs.IntVar(&cfg.warmup, "w", cfg.warmup, "warm-up `iterations` per size (not timed)")
+	fs.Var(boolValue{&cfg.check}, "c", "check results on known inputs after timing each size: `1|0`")
+	fs.StringVar(&cfg.jsonFile, "json", "", "write the header and every row as JSON to `FILE`")
+	fs.StringVar(&cfg.plotFile, "plot", "", "plot busbw against size to `FILE` (.svg or .png)")
+	fs.Var(sizeFlag{&cfg.chunk}, "chunk", "pipelining chunk in `BYTES` (collective.Config.ChunkBytes; K, M suffixes)")
+
+	fs.BoolVar(&cfg.worker, "worker", false, "internal: run as a rank started by the launcher")
+	fs.IntVar(&cfg.rank, "rank", -1, "internal: this worker's rank")
+	fs.StringVar(&cfg.cert, "cert", "", "internal: this worker's certificate (PEM)")
+	fs.StringVar(&cfg.key, "key", "", "internal: this worker's key (PEM)")
+	fs.StringVar(&cfg.caFile, "ca", "", "internal: the group's CA certificate (PEM)")
+	fs.StringVar(&cfg.group, "group", "", "internal: the group's name")
+	fs.IntVar(&cfg.corruptRank, "test-corrupt-rank", -1, "test only: this rank corrupts one element of each checked result")
+	fs.IntVar(&cfg.dieRank, "test-die-rank", -1, "test only: this rank SIGKILLs itself after -test-die-after operations")
+	fs.IntVar(&cfg.dieAfter, "test-die-after", 0, "test only: see -test-die-rank")
+
+	fs.Usage = func() {} // the caller reports errors; -h prints below
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(w, fs)
+			return nil, err
+		}
+		return nil, &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q (every setting is a flag)", fs.Arg(0))
+	}
+	cfg.op, cfg.dt, cfg.redop = opKind(op), dtype(dt), redOps[redop]
+	cfg.algo = []collective.Algorithm{collective.Auto, collective.Ring, collective.Tree}[algo]
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (cfg *config) validate() error {
+	switch {
+	case cfg.np < 1 || cfg.np > maxRanks:
+		return usagef("invalid value %d for flag -np: want 1 to %d ranks", cfg.np, maxRanks)
+	case cfg.maxBytes < cfg.minBytes:
+		return usagef("invalid value %s for flag -e: smaller than -b %s", formatSize(cfg.maxBytes), formatSize(cfg.minBytes))
+	case cfg.maxBytes > 1<<40:
+		return usagef("invalid value %s for flag -e: at most 1024G", formatSize(cfg.maxBytes))
+	case cfg.factor < 2:
+		return usagef("invalid value %d for flag -f: want a factor of at least 2", cfg.factor)
+	case cfg.root < 0 || cfg.root >= cfg.np:
+		return usagef("invalid value %d for flag -root: want a rank in [0, %d)", cfg.root, cfg.np)
+	case cfg.iters < 1:
+		return usagef("invalid value %d for flag -n: want at least 1 iteration", cfg.iters)
+	case cfg.warmup < 0:
+		return usagef("invalid value %d for flag -w: want 0 or more", cfg.warmup)
+	case cfg.chunk < 64 || cfg.chunk > collective.MaxChunkBytes:
+		return usagef("invalid value %s for flag -chunk: want 64 to %s bytes", formatSize(cfg.chunk), formatSize(collective.MaxChunkBytes))
+	case cfg.plotFile != "" && !validPlotExt(cfg.plotFile):
+		return usagef("invalid value %q for flag -plot: the name must end in .svg or .png", cfg.plotFile)
+	case cfg.inproc && cfg.dieRank >= 0:
+		return usagef("flag -test-die-rank needs process ranks, not -inproc")
+	case cfg.worker && (cfg.rank < 0 || cfg.rank >= cfg.np || cfg.cert == "" || cfg.key == "" || cfg.caFile == "" || cfg.group == ""):
+		return usagef("flag -worker is internal to the launcher (it needs -rank, -cert, -key, -ca and -group)")
+	}
+	return nil
+}
+
+func validPlotExt(name string) bool {
+	ext := strings.ToLower(filepath.Ext(name))
+	return ext == ".svg" || ext == ".png"
+}
+
+// printUsage writes the public flags.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "%s: nccl-tests-style collective benchmark\n\n", version)
+	fmt.Fprintf(w, "usage: allreduce-bench [-np N | -inproc] [-op OP] [-b MIN] [-e MAX] [-f F] [-t TYPE] [-o REDOP] ...\n\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		if hidden[f.Name] {
+			return
+		}
+		name, usage := flag.UnquoteUsage(f)
+		line := "  -" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		if f.DefValue != "" && f.DefValue != "false" {
+			usage += " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "%-22s %s\n", line, usage)
+	})
+	fmt.Fprintf(w, "\nExit status: 0 all results right, 1 some wrong, 2 bad command line, 3 a rank failed,\n128+signal when interrupted. See docs/benchmarks.md.\n")
+}
+
+// flagLine is the effective configuration as a command line, for headers.
+func (cfg *config) flagLine() string {
+	var b strings.Builder
+	if cfg.inproc {
+		fmt.Fprintf(&b, "-inproc -np %d", cfg.np)
+	} else {
+		fmt.Fprintf(&b, "-np %d", cfg.np)
+	}
+	fmt.Fprintf(&b, " -op %s -b %s -e %s -f %d -t %s -o %s -root %d -algo %s -n %d -w %d -c %s -chunk %s",
+		cfg.op, formatSize(cfg.minBytes), formatSize(cfg.maxBytes), cfg.factor, cfg.dt, cfg.redop,
+		cfg.root, cfg.algo, cfg.iters, cfg.warmup, boolValue{&cfg.check}, formatSize(cfg.chunk))
+	if cfg.jsonFile != "" {
+		fmt.Fprintf(&b, " -json %s", cfg.jsonFile)
+	}
+	if cfg.plotFile != "" {
+		fmt.Fprintf(&b, " -plot %s", cfg.plotFile)
+	}
+	return b.String()
+}
+
+// testHooks describes the test hooks in use, or "".
+func (cfg *config) testHooks() string {
+	var parts []string
+	if cfg.corruptRank >= 0 {
+		parts = append(parts, fmt.Sprintf("-test-corrupt-rank %d", cfg.corruptRank))
+	}
+	if cfg.dieRank >= 0 {
+		parts = append(parts, fmt.Sprintf("-test-die-rank %d -test-die-after %d", cfg.dieRank, cfg.dieAfter))
+	}
+	return strings.Join(parts, " ")
+}
+
+// opTimeout bounds each collective call (collective.Config.Timeout): at
+// least 30 s, and enough to move the largest size at 0.5 MB/s, far below
+// anything a working transport does. A rank that hangs longer fails.
+func (cfg *config) opTimeout() time.Duration {
+	return max(30*time.Second, time.Duration(2*cfg.maxBytes)*time.Microsecond)
+}

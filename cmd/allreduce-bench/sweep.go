@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"time"
+
+	"github.com/ringo-ml/ringo/collective"
+)
+
+// rowSpec is one size of a sweep, with nccl-tests' meaning of the columns.
+type rowSpec struct {
+	// bytes is the size column: the per-rank buffer for allreduce,
+	// broadcast, reduce and sendrecv; the total (receive buffer of
+	// allgather and gather, send buffer of reducescatter) for the others.
+	bytes int64
+	// count is the count column: elements per rank in the call (the
+	// per-rank send count of allgather and gather, the per-rank receive
+	// count of reducescatter).
+	count int64
+}
+
+// split says whether the op's size is divided among the ranks.
+func (o opKind) split() bool { return o == opAllGather || o == opGather || o == opReduceScatter }
+
+// sweepRows lists the sizes of a sweep for n ranks: -b, -b×f, ... up to
+// -e, each rounded down to whole elements (and to a multiple of n elements
+// where the op splits the size among ranks). Sizes that round to zero
+// elements are skipped, except the size 0 itself when -b is 0.
+func sweepRows(cfg *config, n int) []rowSpec {
+	es := cfg.dt.size()
+	var rows []rowSpec
+	for s := cfg.minBytes; s <= cfg.maxBytes; {
+		count := s / es
+		bytes := count * es
+		if cfg.op.split() {
+			count /= int64(n)
+			bytes = count * int64(n) * es
+		}
+		if count > 0 || s == 0 {
+			rows = append(rows, rowSpec{bytes: bytes, count: count})
+		}
+		switch {
+		case s == 0:
+			s = es
+		case s > cfg.maxBytes/cfg.factor:
+			return rows
+		default:
+			s *= cfg.factor
+		}
+	}
+	return rows
+}
+
+// lens gives the element counts of the src and dst buffers one rank uses
+// for a row (0 where the op has no such buffer on this rank). In-place ops
+// (allreduce, broadcast) use dst only.
+func (o opKind) lens(row rowSpec, n, rank, root int) (src, dst int64) {
+	c := row.count
+	switch o {
+	case opAllReduce, opBroadcast:
+		return 0, c
+	case opReduce:
+		if rank == root {
+			return c, c
+		}
+		return c, 0
+	case opGather:
+		if rank == root {
+			return c, c * int64(n)
+		}
+		return c, 0
+	case opAllGather:
+		return c, c * int64(n)
+	case opReduceScatter:
+		return c * int64(n), c
+	}
+	return c, c // sendrecv
+}
+
+// rowResult is one measured row, as the table and the JSON show it.
+type rowResult struct {
+	Size   int64   `json:"size"`
+	Count  int64   `json:"count"`
+	Type   string  `json:"type"`
+	Redop  string  `json:"redop"`
+	Root   int     `json:"root"`
+	TimeUS float64 `json:"time_us"`
+	AlgBW  float64 `json:"algbw_gbps"`
+	BusBW  float64 `json:"busbw_gbps"`
+	// Wrong is the number of wrong elements summed over ranks; nil when
+	// results were not checked (-c 0).
+	Wrong *int64 `json:"wrong"`
+	// Algorithm is the schedule collective ran, as Explain names it:
+	// "ring", "recursive doubling", "double binary tree", "binomial tree".
+	Algorithm string `json:"algorithm"`
+	// Reason is why: the cost model's estimates compared, or "forced".
+	Reason string `json:"reason"`
+}
+
+// float is the element types the benchmark sweeps.
+type float interface{ ~float32 | ~float64 }
+
+// rankRun is one rank's sweep.
+type rankRun struct {
+	cfg  *config
+	comm *collective.Communicator
+	rep  *report // rank 0's report, nil on the other ranks
+	ops  int     // benchmark operations run so far, for the die hook
+}
+
+// runRank runs the whole sweep on one rank. Every rank of the group calls
+// it with the same configuration; rep is non-nil on the rank that prints.
+// It returns the number of wrong elements summed over all ranks.
+func runRank(ctx context.Context, cfg *config, comm *collective.Communicator, rep *report) (int64, error) {
+	r := &rankRun{cfg: cfg, comm: comm, rep: rep}
+	if cfg.dt == float64T {
+		return sweep[float64](ctx, r)
+	}
+	return sweep[float32](ctx, r)
+}
+
+func sweep[T float](ctx context.Context, r *rankRun) (int64, error) {
+	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
+	rows := sweepRows(cfg, n)
+	// Buffers for the largest row, allocated and touched once, before any
+	// timing, so that no row pays for fresh pages.
+	var srcMax, dstMax int64
+	for _, row := range rows {
+		s, d := cfg.op.lens(row, n, rank, cfg.root)
+		srcMax, dstMax = max(srcMax, s), max(dstMax, d)
+	}
+	src, dst := make([]T, srcMax), make([]T, dstMax)
+	fill(src, 1)
+	fill(dst, 1)
+	stat := make([]float64, 1)
+	var wrongTotal int64
+	if r.rep != nil {
+		// Fail now rather than after the sweep if -json or -plot cannot be
+		// written. The other ranks then fail their first call.
+		if err := r.rep.createFiles(); err != nil {
+			return 0, err
+		}
+		r.rep.start(rows)
+	}
+	for _, row := range rows {
+		call := makeCall(ctx, r, row, src, dst)
+		// Timing inputs are fixed points of the operator (0 for sum, 1
+		// otherwise), so repeated in-place reductions never drift into
+		// infinities or slow subnormal numbers.
+		s, d := cfg.op.lens(row, n, rank, cfg.root)
+		v := T(1)
+		if cfg.op.reduces() && cfg.redop == collective.Sum {
+			v = 0
+		}
+		fill(src[:s], v)
+		fill(dst[:d], v)
+		for range cfg.warmup {
+			if err := call(); err != nil {
+				return 0, err
+			}
+		}
+		if err := r.comm.Barrier(ctx); err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		for range cfg.iters {
+			if err := call(); err != nil {
+				return 0, err
+			}
+		}
+		stat[0] = time.Since(t0).Seconds() / float64(cfg.iters)
+		// The slowest rank's mean is the row's time.
+		if err := r.comm.AllReduce(ctx, stat, collective.Max); err != nil {
+			return 0, err
+		}
+		res := rowResult{Size: row.bytes, Count: row.count, Type: cfg.dt.ncclName(), Redop: "none", Root: -1, TimeUS: stat[0] * 1e6}
+		if cfg.op.reduces() {
+			res.Redop = cfg.redop.String()
+		}
+		if cfg.op.hasRoot() {
+			res.Root = cfg.root
+		}
+		res.Algorithm = "?"
+		if ch, err := r.comm.Explain(cfg.op.String(), int(cfg.dt.size()), int(row.count)); err == nil {
+			res.Algorithm, res.Reason = ch.Name, ch.Reason
+		}
+		if stat[0] > 0 {
+			res.AlgBW = float64(row.bytes) / stat[0] / 1e9
+			res.BusBW = res.AlgBW * cfg.op.busFactor(n)
+		}
+		if cfg.check {
+			wrong, err := check(ctx, r, row, src[:s], dst[:d], call)
+			if err != nil {
+				return 0, err
+			}
+			stat[0] = float64(wrong)
+			if err := r.comm.AllReduce(ctx, stat, collective.Sum); err != nil {
+				return 0, err
+			}
+			total := int64(stat[0])
+			res.Wrong = &total
+			wrongTotal += total
+		}
+		if r.rep != nil {
+			r.rep.row(res)
+		}
+	}
+	if r.rep != nil {
+		r.rep.finish(wrongTotal)
+	}
+	return wrongTotal, nil
+}
+
+// makeCall returns a function that runs the row's collective once on this
+// rank's slices of src and dst. The slices are converted to interfaces
+// once, here, so that the timed calls allocate nothing.
+func makeCall[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T) func() error {
+	cfg, comm := r.cfg, r.comm
+	s, d := cfg.op.lens(row, comm.Size(), comm.Rank(), cfg.root)
+	var sa, da any = src[:s], dst[:d]
+	if comm.Rank() != cfg.root && (cfg.op == opReduce || cfg.op == opGather) {
+		da = nil // not the root: no result buffer
+	}
+	var f func() error
+	switch cfg.op {
+	case opAllReduce:
+		f = func() error { return comm.AllReduce(ctx, da, cfg.redop) }
+	case opBroadcast:
+		f = func() error { return comm.Broadcast(ctx, da, cfg.root) }
+	case opReduce:
+		f = func() error { return comm.Reduce(ctx, da, sa, cfg.redop, cfg.root) }
+	case opGather:
+		f = func() error { return comm.Gather(ctx, da, sa, cfg.root) }
+	case opAllGather:
+		f = func() error { return comm.AllGather(ctx, da, sa) }
+	case opReduceScatter:
+		f = func() error { return comm.ReduceScatter(ctx, da, sa, cfg.redop) }
+	case opSendRecv:
+		f = func() error { return comm.SendRecv(ctx, da, sa) }
+	}
+	if cfg.dieRank != comm.Rank() {
+		return f
+	}
+	return func() error {
+		err := f()
+		r.ops++
+		if r.ops == cfg.dieAfter {
+			// Test hook: vanish as a crashed process would.
+			fmt.Fprintf(os.Stderr, "test hook: rank %d kills itself after %d operations\n", comm.Rank(), r.ops)
+			killSelf()
+		}
+		return err
+	}
+}
+
+func fill[T float](s []T, v T) {
+	for i := range s {
+		s[i] = v
+	}
+}
+
+// flipLowBit changes x in its last bit: the smallest corruption there is.
+func flipLowBit[T float](x T) T {
+	switch v := any(x).(type) {
+	case float32:
+		return T(math.Float32frombits(math.Float32bits(v) ^ 1))
+	case float64:
+		return T(math.Float64frombits(math.Float64bits(v) ^ 1))
+	}
+	panic("unreachable")
+}
