@@ -16,7 +16,8 @@ import (
 // CallOption adjusts one call. (A value, not a function, so that passing
 // options costs no allocation.)
 type CallOption struct {
-	algo Algorithm
+	algo  Algorithm
+	sched string // a specific schedule by name (calibration)
 }
 
 // Using runs the call with algorithm a instead of Config.Algorithm. Every
@@ -35,19 +36,46 @@ func callAlgo(opts []CallOption) Algorithm {
 	return a
 }
 
+// callSched is the schedule the options name, if any.
+func callSched(opts []CallOption) string {
+	for _, o := range opts {
+		if o.sched != "" {
+			return o.sched
+		}
+	}
+	return ""
+}
+
 // Costs are the link and kernel parameters of the alpha-beta-gamma model
 // that Auto chooses algorithms with, measured on this communicator's links
 // (the slowest rank's figure, so that every rank holds the same values and
 // makes the same choice).
 type Costs struct {
-	Alpha time.Duration // latency of one step: a small frame to a neighbour
+	Alpha time.Duration // latency of one dependent step (a ring Barrier's step)
 	Beta  float64       // seconds per byte moved over a link
 	Gamma float64       // seconds per byte reduced
+	// AllReduce holds, per AllReduce schedule (ring, recursive doubling,
+	// double binary tree), the line T(N) = Fixed + PerByte·N fitted to two
+	// timed runs: each schedule's real costs (how its steps overlap, how
+	// its traffic shares links and cores) differ more than a textbook
+	// formula says. Zero until calibrated: the formulas stand in.
+	AllReduce [3]Line
 }
+
+// Line is a fitted time: Fixed + PerByte·bytes.
+type Line struct {
+	Fixed   time.Duration
+	PerByte float64 // seconds
+}
+
+func (l Line) at(bytes float64) float64 { return l.Fixed.Seconds() + l.PerByte*bytes }
 
 func (k Costs) String() string {
 	return fmt.Sprintf("α=%v β=%.3g ns/B γ=%.3g ns/B", k.Alpha.Round(100*time.Nanosecond), k.Beta*1e9, k.Gamma*1e9)
 }
+
+// allReduceScheds names the AllReduce schedules in Costs.AllReduce order.
+var allReduceScheds = [3]string{"ring", nameRD, nameDBT}
 
 // Choice is the algorithm Auto picked for a call, with the reason.
 type Choice struct {
@@ -86,6 +114,12 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates
 	c := min(chunk, bytes)
 	switch op {
 	case wire.OpAllReduce:
+		if k.AllReduce[0].PerByte > 0 {
+			add(Ring, "ring", k.AllReduce[0].at(bytes))
+			add(Tree, nameRD, k.AllReduce[1].at(bytes))
+			add(Tree, nameDBT, k.AllReduce[2].at(bytes))
+			break
+		}
 		seg := bytes / n
 		add(Ring, "ring", 2*(n-1)*(a+min(c, seg)*b)+2*(n-1)/n*bytes*b+(n-1)/n*bytes*g)
 		p := 1 << (bits.Len(uint(world)) - 1)
@@ -93,10 +127,10 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates
 		if p != world {
 			steps += 2
 		}
-		add(Tree, "recursive doubling", steps*(a+bytes*b+bytes*g))
+		add(Tree, nameRD, steps*(a+bytes*b+bytes*g))
 		// A rank interior in one tree and a leaf in the other sends (and
 		// receives) 2N in all, and reduces up to N.
-		add(Tree, "double binary tree", 2*depth*(a+min(c, bytes/2)*b)+2*bytes*b+bytes*g)
+		add(Tree, nameDBT, 2*depth*(a+min(c, bytes/2)*b)+2*bytes*b+bytes*g)
 	case wire.OpBroadcast:
 		add(Ring, "ring", (n-1)*(a+c*b)+bytes*b+a)
 		add(Tree, "binomial tree", depth*(a+c*b)+depth*bytes*b+depth*a)
@@ -128,9 +162,16 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates
 
 // choose picks the schedule for a call: the forced algorithm, or Auto's
 // fastest estimate. It allocates nothing; explain adds the reason.
-func (c *Communicator) choose(op wire.Op, algo Algorithm, bytes int) (Choice, error) {
+func (c *Communicator) choose(op wire.Op, algo Algorithm, bytes int, sched string) (Choice, error) {
 	if algo == Auto {
 		algo = c.algo
+	}
+	if sched != "" { // calibration runs one schedule by name
+		a := Tree
+		if sched == "ring" {
+			a = Ring
+		}
+		return Choice{Algorithm: a, Name: sched, Reason: "forced"}, nil
 	}
 	if algo > Tree {
 		return Choice{}, fmt.Errorf("%w: unknown algorithm %v", ErrInvalid, algo)
@@ -161,7 +202,7 @@ func (c *Communicator) choose(op wire.Op, algo Algorithm, bytes int) (Choice, er
 
 // explain is choose with the reason spelt out.
 func (c *Communicator) explain(op wire.Op, algo Algorithm, bytes int) (Choice, error) {
-	ch, err := c.choose(op, algo, bytes)
+	ch, err := c.choose(op, algo, bytes, "")
 	if err != nil {
 		return ch, err
 	}
@@ -217,55 +258,77 @@ var opNames = map[string]wire.Op{
 // Costs returns the model parameters Auto currently uses.
 func (c *Communicator) Costs() Costs { return c.costs }
 
-// Calibrate measures the model's parameters on this communicator's links:
-// a few small and bulk SendRecv exchanges around the ring (well under a
-// second) and this machine's reduction speed, then agrees on the slowest
-// rank's figures. It is a collective call: every rank must make it, in the
-// same place in its sequence of calls. New calls it when Config.Algorithm is
-// Auto.
+// Calibrate measures the model's parameters on this communicator's links,
+// then agrees with the other ranks on the slowest rank's figures (so that
+// every rank holds the same model and makes the same choices): the latency
+// of a dependent step (a ring Barrier), the bandwidth of a bulk SendRecv
+// around the ring, this machine's reduction speed, and for each AllReduce
+// schedule the line through two timed runs (4 KiB and 256 KiB). It takes
+// a few dozen operations, well under a second on loopback. It is a
+// collective call: every rank must make it, in the same place in its
+// sequence of calls. New calls it when Config.Algorithm is Auto.
 func (c *Communicator) Calibrate(ctx context.Context) error {
 	if c.world == 1 {
 		return nil
 	}
-	const small, bulk = 8, 256 << 10 // float32 elements
+	const small, bulk = 1 << 10, 64 << 10 // float32 elements: 4 KiB, 256 KiB
 	sbuf, rbuf := make([]float32, bulk), make([]float32, bulk)
-	timeIt := func(n, reps int) (time.Duration, error) {
-		var ts []time.Duration
+	median := func(reps int, f func() error) (float64, error) {
+		ts := make([]float64, 0, reps)
 		for range reps {
 			t0 := time.Now()
-			if err := c.SendRecv(ctx, rbuf[:n], sbuf[:n]); err != nil {
+			if err := f(); err != nil {
 				return 0, err
 			}
-			ts = append(ts, time.Since(t0))
+			ts = append(ts, time.Since(t0).Seconds())
 		}
 		slices.Sort(ts)
 		return ts[len(ts)/2], nil
 	}
-	if _, err := timeIt(small, 2); err != nil { // warm up the links
+	ring := Using(Ring)
+	if _, err := median(2, func() error { return c.Barrier(ctx, ring) }); err != nil { // warm up
 		return err
 	}
-	tSmall, err := timeIt(small, 7)
+	tBarrier, err := median(5, func() error { return c.Barrier(ctx, ring) })
 	if err != nil {
 		return err
 	}
-	tBulk, err := timeIt(bulk, 3)
+	alpha := tBarrier / float64(c.world-1)
+	tSmall, err := median(3, func() error { return c.SendRecv(ctx, rbuf[:small], sbuf[:small]) })
 	if err != nil {
 		return err
 	}
-	beta := max((tBulk-tSmall).Seconds(), 1e-9) / float64(4*bulk)
-	var tRed []time.Duration
-	for range 5 {
-		t0 := time.Now()
-		reduce.Float32(reduce.Sum, rbuf, sbuf)
-		tRed = append(tRed, time.Since(t0))
-	}
-	slices.Sort(tRed)
-	gamma := tRed[2].Seconds() / float64(4*bulk)
-	m := []float64{tSmall.Seconds(), beta, gamma}
-	if err := c.AllReduce(ctx, m, Max, Using(Ring)); err != nil {
+	tBulk, err := median(3, func() error { return c.SendRecv(ctx, rbuf, sbuf) })
+	if err != nil {
 		return err
 	}
-	c.costs = Costs{Alpha: time.Duration(m[0] * 1e9), Beta: m[1], Gamma: m[2]}
-	c.log.Debug("collective: calibrated", "costs", c.costs.String())
+	beta := max(tBulk-tSmall, 1e-9) / float64(4*(bulk-small))
+	gamma, _ := median(5, func() error { reduce.Float32(reduce.Sum, rbuf, sbuf); return nil })
+	gamma /= float64(4 * bulk)
+	m := []float64{alpha, beta, gamma, 0, 0, 0, 0, 0, 0}
+	for i, name := range allReduceScheds {
+		opt := CallOption{sched: name}
+		ts, err := median(3, func() error { return c.AllReduce(ctx, rbuf[:small], Sum, opt) })
+		if err != nil {
+			return err
+		}
+		tb, err := median(3, func() error { return c.AllReduce(ctx, rbuf, Sum, opt) })
+		if err != nil {
+			return err
+		}
+		per := max(tb-ts, 1e-12) / float64(4*(bulk-small))
+		m[3+2*i], m[4+2*i] = max(ts-per*4*small, 0), per
+	}
+	if err := c.AllReduce(ctx, m, Max, ring); err != nil {
+		return err
+	}
+	k := Costs{Alpha: secs(m[0]), Beta: m[1], Gamma: m[2]}
+	for i := range k.AllReduce {
+		k.AllReduce[i] = Line{Fixed: secs(m[3+2*i]), PerByte: m[4+2*i]}
+	}
+	c.costs = k
+	c.log.Debug("collective: calibrated", "costs", k.String(), "allreduce", k.AllReduce)
 	return nil
 }
+
+func secs(s float64) time.Duration { return time.Duration(s * 1e9) }

@@ -62,11 +62,36 @@ type plan struct {
 	stage bool // uses staging slots (then all recvs come from one peer)
 }
 
-// finish numbers each transfer within its link and groups them in lanes.
-func (p *plan) finish() *plan {
+// finish adds the opening frames, numbers each transfer within its link
+// and groups the transfers in lanes.
+//
+// Every operation opens with an empty frame from each rank to its ring
+// successor, the first frame of that link for the operation: it carries
+// the call's fingerprint, so a rank whose predecessor called something else
+// finds out at once. Without it, ranks that called different collectives
+// could all wait to receive before sending (a Broadcast whose ranks
+// disagree on the root; a tree AllReduce beside a ring Broadcast) and
+// nothing would cross the link where the calls differ.
+func (p *plan) finish(world, rank int) *plan {
+	if world > 1 {
+		p.sends = append(p.sends, xsend{peer: (rank + 1) % world, after: -1})
+		p.recvs = append(p.recvs, xrecv{peer: (rank + world - 1) % world, kind: ring.RecvAck, after: -1, afterSend: -1})
+	}
 	sendLane := map[int]int{}
 	recvLane := map[int]int{}
-	for j := range p.sends {
+	order := func(n int) []int { // the opening frame first
+		idx := make([]int, 0, n)
+		if world > 1 {
+			idx = append(idx, n-1)
+		}
+		for i := range n {
+			if world <= 1 || i != n-1 {
+				idx = append(idx, i)
+			}
+		}
+		return idx
+	}
+	for _, j := range order(len(p.sends)) {
 		s := &p.sends[j]
 		k, ok := sendLane[s.peer]
 		if !ok {
@@ -78,7 +103,7 @@ func (p *plan) finish() *plan {
 		p.lanes[k].items = append(p.lanes[k].items, j)
 		p.stage = p.stage || s.from.Buf == ring.Stage
 	}
-	for i := range p.recvs {
+	for _, i := range order(len(p.recvs)) {
 		r := &p.recvs[i]
 		k, ok := recvLane[r.peer]
 		if !ok {
@@ -105,7 +130,7 @@ func planRing(s ring.Schedule) *plan {
 	for _, x := range s.Recvs {
 		p.recvs = append(p.recvs, xrecv{peer: s.Prev, kind: x.Kind, to: x.To, with: x.With, after: -1, afterSend: -1})
 	}
-	return p.finish()
+	return p.finish(s.World, s.Rank)
 }
 
 // worker runs the lanes of one direction of one link, one operation at a

@@ -63,7 +63,8 @@ func TestMismatch(t *testing.T) {
 				}
 				for r, err := range errs {
 					if !errors.Is(err, collective.ErrMismatch) {
-						t.Fatalf("rank %d: got %v, want ErrMismatch", r, err)
+						t.Errorf("rank %d: got %v, want ErrMismatch", r, err)
+						continue
 					}
 					for _, w := range tc.words {
 						if !strings.Contains(err.Error(), w) {
@@ -192,3 +193,40 @@ func TestDeathMidOp(t *testing.T) {
 }
 
 var _ = net.IPv4
+
+// TestMismatchAllWaiting: calls that disagree in a way where every rank
+// waits to receive before it sends (ranks 0 and 1 broadcast from rank 2,
+// rank 2 from rank 0; or a tree AllReduce beside a ring Broadcast) still
+// fail with ErrMismatch at once: each operation opens with a frame to the
+// ring successor carrying the call's fingerprint.
+func TestMismatchAllWaiting(t *testing.T) {
+	for tname, start := range transports {
+		t.Run(tname, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			g, err := start(ctx, 3, collective.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			opCtx, opCancel := context.WithTimeout(ctx, 10*time.Second)
+			defer opCancel()
+			t0 := time.Now()
+			errs := runAll(g.Comms, func(r int, c *collective.Communicator) error {
+				root := 2
+				if r == 2 {
+					root = 0
+				}
+				return c.Broadcast(opCtx, make([]float32, 64), root, collective.Using(collective.Ring))
+			})
+			if d := time.Since(t0); d > 5*time.Second {
+				t.Errorf("took %v to fail", d)
+			}
+			for r, err := range errs {
+				if !errors.Is(err, collective.ErrMismatch) {
+					t.Errorf("rank %d: got %v, want ErrMismatch", r, err)
+				}
+			}
+		})
+	}
+}

@@ -27,7 +27,7 @@ func TestRecursiveDoublingBigChunks(t *testing.T) {
 		errs := make([]error, world)
 		for r, c := range comms {
 			c.costs = Costs{Alpha: time.Second, Beta: 1e-12, Gamma: 1e-12} // latency-bound: recursive doubling
-			if ch, _ := c.choose(wire.OpAllReduce, Auto, 4*n); ch.Name != nameRD {
+			if ch, _ := c.choose(wire.OpAllReduce, Auto, 4*n, ""); ch.Name != nameRD {
 				t.Fatalf("the model chose %s", ch.Name)
 			}
 			bufs[r] = make([]float32, n)

@@ -47,7 +47,7 @@ func (c *Communicator) AllReduce(ctx context.Context, buf any, op Op, opts ...Ca
 		err = checkOp(op)
 	}
 	h.DType, h.Count, h.Reduce = t.dt, uint64(t.n), op.wire()
-	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *opState) {
 		o.dst, o.lay.dstParts = t.b, c.world
 		o.kernel = op.kernel()
 	}, op == Avg)
@@ -62,7 +62,7 @@ func (c *Communicator) Broadcast(ctx context.Context, buf any, root int, opts ..
 		err = c.checkRoot(root)
 	}
 	h.DType, h.Count, h.Root = t.dt, uint64(t.n), int32(root)
-	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *opState) {
 		o.dst, o.lay.dstParts = t.b, 1
 	}, false)
 }
@@ -86,7 +86,7 @@ func (c *Communicator) Reduce(ctx context.Context, dst, src any, op Op, root int
 		}
 	}
 	h.DType, h.Count, h.Reduce, h.Root = s.dt, uint64(s.n), op.wire(), int32(root)
-	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *opState) {
 		o.src, o.dst = s.b, d.b
 		o.lay = layout{dstParts: 1, srcParts: 1, stageTotal: s.n, stageParts: 1}
 		o.kernel = op.kernel()
@@ -109,7 +109,7 @@ func (c *Communicator) Gather(ctx context.Context, dst, src any, root int, opts 
 		}
 	}
 	h.DType, h.Count, h.Root = s.dt, uint64(s.n), int32(root)
-	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *opState) {
 		o.src, o.dst = s.b, d.b
 		o.lay = layout{dstParts: c.world, srcParts: 1, stageTotal: s.n * c.world, stageParts: c.world}
 	}, false)
@@ -127,7 +127,7 @@ func (c *Communicator) AllGather(ctx context.Context, dst, src any, opts ...Call
 		}
 	}
 	h.DType, h.Count = s.dt, uint64(s.n)
-	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *opState) {
 		o.src, o.dst = s.b, d.b
 		o.lay = layout{dstParts: c.world, srcParts: 1}
 	}, false)
@@ -149,7 +149,7 @@ func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op, o
 		err = checkOp(op)
 	}
 	h.DType, h.Count, h.Reduce = d.dt, uint64(d.n), op.wire()
-	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *opState) {
 		o.src, o.dst = s.b, d.b
 		o.lay = layout{dstParts: 1, srcParts: c.world, tmpParts: c.world}
 		o.tmp = c.tmpBytes(len(s.b))
@@ -160,7 +160,7 @@ func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op, o
 // Barrier returns once every rank has entered it.
 func (c *Communicator) Barrier(ctx context.Context, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpBarrier, DType: wire.Float32, Root: -1}
-	return c.do(ctx, &h, nil, callAlgo(opts), func(o *opState) { o.kernel = reduce.Sum }, false)
+	return c.do(ctx, &h, nil, opts, func(o *opState) { o.kernel = reduce.Sum }, false)
 }
 
 // SendRecv sends src to the next rank of the ring and receives the previous
@@ -175,7 +175,7 @@ func (c *Communicator) SendRecv(ctx context.Context, dst, src any, opts ...CallO
 		}
 	}
 	h.DType, h.Count = s.dt, uint64(s.n)
-	return c.do(ctx, &h, err, callAlgo(opts), func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *opState) {
 		o.src, o.dst = s.b, d.b
 		o.lay = layout{dstParts: 1, srcParts: 1}
 	}, false)
@@ -208,11 +208,11 @@ func sameShape(name string, t tensor, dt wire.DType, n int) error {
 // do runs one operation: it checks the communicator, numbers the call,
 // sets up the shared operation state and runs it; on failure it poisons the
 // communicator and tells the peers.
-func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, algo Algorithm, setup func(*opState), avg bool) error {
+func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opts []CallOption, setup func(*opState), avg bool) error {
 	h.Epoch, h.Algo = c.epoch, wire.AlgoRing
 	var choice Choice
 	if argErr == nil {
-		choice, argErr = c.choose(h.Op, algo, int(h.Count)*h.DType.Size())
+		choice, argErr = c.choose(h.Op, callAlgo(opts), int(h.Count)*h.DType.Size(), callSched(opts))
 	}
 	if argErr != nil {
 		return &OpError{Rank: c.rank, Call: h.Op.String(), Err: argErr}
@@ -220,6 +220,7 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, alg
 	if choice.Algorithm == Tree {
 		h.Algo = wire.AlgoTree
 	}
+
 	if ctx == nil {
 		return &OpError{Rank: c.rank, Call: h.Op.String(), Err: fmt.Errorf("%w: nil context", ErrInvalid)}
 	}

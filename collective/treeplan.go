@@ -21,7 +21,7 @@ func planTree(s tree.Schedule) *plan {
 	for _, x := range s.Recvs {
 		p.recvs = append(p.recvs, xrecv{peer: x.Peer, kind: x.Kind, to: x.To, with: x.With, after: x.After, afterSend: x.AfterSend})
 	}
-	return p.finish()
+	return p.finish(s.World, s.Rank)
 }
 
 // treePlan returns the cached plan of a tree schedule.
