@@ -113,6 +113,11 @@ type config struct {
 	plotFile string
 	chunk    int64
 
+	// Multi-host mode: find the group by gossip (collective.Join).
+	join  string // seed gossip addresses, comma-separated
+	bind  string // this worker's gossip address
+	world int    // alias of -np in join mode
+
 	// Hidden flags of the launcher's worker processes.
 	worker bool
 	rank   int
@@ -142,7 +147,7 @@ func usagef(format string, args ...any) error {
 
 // hidden lists the flags that -h does not show.
 var hidden = map[string]bool{
-	"worker": true, "rank": true, "cert": true, "key": true, "ca": true, "group": true,
+	"worker": true, "cert": true, "key": true, "ca": true, "group": true,
 	"test-corrupt-rank": true, "test-die-rank": true, "test-die-after": true,
 }
 
@@ -294,8 +299,11 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.StringVar(&cfg.plotFile, "plot", "", "plot busbw against size to `FILE` (.svg or .png)")
 	fs.Var(sizeFlag{&cfg.chunk}, "chunk", "pipelining chunk in `BYTES` (collective.Config.ChunkBytes; K, M suffixes)")
 
+	fs.StringVar(&cfg.join, "join", "", "join a group by gossip at seed `HOST:PORT` (comma-separated list; the seed itself passes its own -bind) instead of launching ranks; key from RINGO_CLUSTER_KEY")
+	fs.StringVar(&cfg.bind, "bind", "127.0.0.1:0", "with -join: this worker's gossip `HOST:PORT` (its QUIC socket takes the same host, any port)")
+	fs.IntVar(&cfg.world, "world", 0, "with -join: the group's size `N` (same as -np)")
 	fs.BoolVar(&cfg.worker, "worker", false, "internal: run as a rank started by the launcher")
-	fs.IntVar(&cfg.rank, "rank", -1, "internal: this worker's rank")
+	fs.IntVar(&cfg.rank, "rank", -1, "with -join: the rank `R` this worker asks for (-1: any)")
 	fs.StringVar(&cfg.cert, "cert", "", "internal: this worker's certificate (PEM)")
 	fs.StringVar(&cfg.key, "key", "", "internal: this worker's key (PEM)")
 	fs.StringVar(&cfg.caFile, "ca", "", "internal: the group's CA certificate (PEM)")
@@ -317,6 +325,9 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	}
 	cfg.op, cfg.dt, cfg.redop = opKind(op), dtype(dt), redOps[redop]
 	cfg.algo = []collective.Algorithm{collective.Auto, collective.Ring, collective.Tree}[algo]
+	if cfg.world > 0 {
+		cfg.np = cfg.world
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -345,6 +356,12 @@ func (cfg *config) validate() error {
 		return usagef("invalid value %q for flag -plot: the name must end in .svg or .png", cfg.plotFile)
 	case cfg.inproc && cfg.dieRank >= 0:
 		return usagef("flag -test-die-rank needs process ranks, not -inproc")
+	case cfg.join != "" && (cfg.inproc || cfg.worker):
+		return usagef("flag -join starts one worker of a group; it does not go with -inproc")
+	case cfg.join != "" && (cfg.rank < -1 || cfg.rank >= cfg.np):
+		return usagef("invalid value %d for flag -rank: want -1 (any) or a rank in [0, %d)", cfg.rank, cfg.np)
+	case cfg.world < 0:
+		return usagef("invalid value %d for flag -world: want at least 1", cfg.world)
 	case cfg.worker && (cfg.rank < 0 || cfg.rank >= cfg.np || cfg.cert == "" || cfg.key == "" || cfg.caFile == "" || cfg.group == ""):
 		return usagef("flag -worker is internal to the launcher (it needs -rank, -cert, -key, -ca and -group)")
 	}

@@ -50,15 +50,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "allreduce-bench: %v\nRun allreduce-bench -h for the flags.\n", err)
 		return exitUsage
 	}
-	if !cfg.worker && !cfg.inproc {
+	if !cfg.worker && !cfg.inproc && cfg.join == "" {
 		return runLauncher(cfg, args, stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var code int
-	if cfg.worker {
+	switch {
+	case cfg.join != "":
+		code = runJoin(ctx, cfg, stdout, stderr)
+	case cfg.worker:
 		code = runWorker(ctx, cfg, stdin, stdout, stderr)
-	} else {
+	default:
 		code = runInProc(ctx, cfg, stdout, stderr)
 	}
 	if code == exitFailed && ctx.Err() != nil {

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -435,5 +438,55 @@ func TestPlot(t *testing.T) {
 			checkTable(t, args, runBench(t, args...))
 			checkPlot(t, file)
 		})
+	}
+}
+
+// TestJoin starts four workers independently, each told only the seed
+// address, the world size and the cluster key: they form one group by
+// gossip and sweep with #wrong 0; exactly one (rank 0) prints the table.
+func TestJoin(t *testing.T) {
+	seedL, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := seedL.Addr().String()
+	seedL.Close()
+	keyBytes := make([]byte, 32)
+	if _, err := rand.Read(keyBytes); err != nil {
+		t.Fatal(err)
+	}
+	key := "RINGO_CLUSTER_KEY=" + base64.StdEncoding.EncodeToString(keyBytes)
+	args := append([]string{"-join", seed, "-world", "4"}, small...)
+	outs := make([]bytes.Buffer, 4)
+	errs := make([]bytes.Buffer, 4)
+	cmds := make([]*exec.Cmd, 4)
+	for i := range cmds {
+		a := args
+		if i == 0 {
+			a = append([]string{"-bind", seed}, args...)
+		}
+		cmds[i], _, _ = benchCmd(t, a...)
+		cmds[i].Env = append(cmds[i].Env, key)
+		cmds[i].Stdout, cmds[i].Stderr = &outs[i], &errs[i]
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tables := 0
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Errorf("worker %d: %v\n%s", i, err, errs[i].String())
+		}
+		if strings.Contains(outs[i].String(), "Avg bus bandwidth") {
+			tables++
+			for _, r := range parseTable(t, outs[i].String()) {
+				if r.wrong != "0" {
+					t.Errorf("row %+v has wrong results", r)
+				}
+			}
+		}
+	}
+	if tables != 1 {
+		t.Errorf("%d workers printed a table, want 1", tables)
 	}
 }
