@@ -445,6 +445,17 @@ func TestPlot(t *testing.T) {
 // address, the world size and the cluster key: they form one group by
 // gossip and sweep with #wrong 0; exactly one (rank 0) prints the table.
 func TestJoin(t *testing.T) {
+	testJoin(t, false)
+}
+
+// TestJoinKilledRank: a worker of a joined group SIGKILLs itself mid-sweep;
+// every survivor fails with a lost peer naming rank 2 within seconds
+// (gossip reports it, a ping on its QUIC link confirms it).
+func TestJoinKilledRank(t *testing.T) {
+	testJoin(t, true)
+}
+
+func testJoin(t *testing.T, kill bool) {
 	seedL, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -457,6 +468,9 @@ func TestJoin(t *testing.T) {
 	}
 	key := "RINGO_CLUSTER_KEY=" + base64.StdEncoding.EncodeToString(keyBytes)
 	args := append([]string{"-join", seed, "-world", "4"}, small...)
+	if kill {
+		args = append(args, "-n", "200", "-test-die-rank", "2", "-test-die-after", "20")
+	}
 	outs := make([]bytes.Buffer, 4)
 	errs := make([]bytes.Buffer, 4)
 	cmds := make([]*exec.Cmd, 4)
@@ -473,6 +487,29 @@ func TestJoin(t *testing.T) {
 		}
 	}
 	tables := 0
+	if kill {
+		t0 := time.Now()
+		killed := 0
+		for i, c := range cmds {
+			err := c.Wait()
+			stderr := errs[i].String()
+			switch {
+			case strings.Contains(stderr, "kills itself"):
+				killed++
+			case err == nil:
+				t.Errorf("worker %d succeeded without rank 2", i)
+			case !strings.Contains(stderr, "peer lost") || !strings.Contains(stderr, "rank 2"):
+				t.Errorf("worker %d: %v, and its error does not name the lost rank 2:\n%s", i, err, stderr)
+			}
+		}
+		if killed != 1 {
+			t.Errorf("%d workers killed themselves, want 1", killed)
+		}
+		if d := time.Since(t0); d > 30*time.Second {
+			t.Errorf("the survivors took %v to stop", d)
+		}
+		return
+	}
 	for i, c := range cmds {
 		if err := c.Wait(); err != nil {
 			t.Errorf("worker %d: %v\n%s", i, err, errs[i].String())
