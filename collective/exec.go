@@ -240,9 +240,10 @@ func (o *opState) firstErr() error {
 // errStopped ends a lane whose operation failed elsewhere.
 var errStopped = errors.New("stopped")
 
-// waitRecv waits until recv i has completed n chunks.
-func (o *opState) waitRecv(w *worker, i, n int) error {
-	for o.recvDone[i].Load() < int64(n) {
+// waitCount waits until a progress counter reaches n; every change of a
+// counter wakes the operation's workers.
+func (o *opState) waitCount(w *worker, done *atomic.Int64, n int) error {
+	for done.Load() < int64(n) {
 		if o.failed.Load() {
 			return errStopped
 		}
@@ -251,16 +252,11 @@ func (o *opState) waitRecv(w *worker, i, n int) error {
 	return nil
 }
 
+// waitRecv waits until recv i has completed n chunks.
+func (o *opState) waitRecv(w *worker, i, n int) error { return o.waitCount(w, &o.recvDone[i], n) }
+
 // waitSend waits until send j has sent n chunks.
-func (o *opState) waitSend(w *worker, j, n int) error {
-	for o.sendDone[j].Load() < int64(n) {
-		if o.failed.Load() {
-			return errStopped
-		}
-		<-w.note
-	}
-	return nil
-}
+func (o *opState) waitSend(w *worker, j, n int) error { return o.waitCount(w, &o.sendDone[j], n) }
 
 // waitOrder waits until chunk ch of rv may be written: the recv and the
 // send it follows have done that chunk.
