@@ -136,6 +136,9 @@ type Communicator struct {
 	closeOnce  sync.Once
 
 	member *membership // set by Join: the rendezvous node behind this communicator
+
+	life    context.Context // cancelled when the communicator fails or closes
+	endLife context.CancelFunc
 }
 
 type planKey struct {
@@ -223,6 +226,7 @@ func newCommunicator(cfg *Config) *Communicator {
 		c.stage[i] = alignedBytes(cfg.ChunkBytes)
 	}
 	c.op.laneDone = c.laneDone
+	c.life, c.endLife = context.WithCancel(context.Background())
 	c.workerWG.Add(1)
 	go func() {
 		defer c.workerWG.Done()
@@ -270,7 +274,9 @@ func New(ctx context.Context, cfg Config) (*Communicator, error) {
 		c.stopWorker()
 		return nil, fmt.Errorf("collective: %w", err)
 	}
+	c.mu.Lock()
 	c.mesh = mesh
+	c.mu.Unlock()
 	if err := c.connect(ctx); err != nil {
 		_ = c.Close()
 		return nil, err
@@ -308,7 +314,9 @@ func NewInProc(ctx context.Context, world int, cfg Config) ([]*Communicator, err
 			closeAll(comms)
 			return nil, fmt.Errorf("collective: %w", err)
 		}
+		c.mu.Lock()
 		c.mesh = mesh
+		c.mu.Unlock()
 		comms[r] = c
 	}
 	errs := make([]error, world)
@@ -426,6 +434,26 @@ func (c *Communicator) ensureLink(ctx context.Context, peer int) error {
 	return nil
 }
 
+// linkFor makes sure an operation has its link to peer. Links are made at
+// creation; one made during an operation (a Tree call on a communicator
+// configured for the Ring) is bounded like the operation, and by the
+// communicator's failure or Close.
+func (c *Communicator) linkFor(ctx context.Context, peer int) error {
+	if c.links[peer] != nil {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.life, cancel)
+	defer stop()
+	return c.ensureLink(ctx, peer)
+}
+
 // linkTo returns the link to peer if it exists.
 func (c *Communicator) linkTo(peer int) *transport.Link {
 	c.linkMu.Lock()
@@ -538,11 +566,12 @@ func (c *Communicator) answerByes() {
 			}
 		}
 	}
+	mesh := c.mesh
 	c.mu.Unlock()
-	if len(peers) == 0 || c.mesh == nil {
+	if len(peers) == 0 || mesh == nil {
 		return
 	}
-	for _, l := range c.mesh.Links() {
+	for _, l := range mesh.Links() {
 		for _, p := range peers {
 			if l.Peer == p {
 				l.CloseWrite()
@@ -561,11 +590,13 @@ func (c *Communicator) poison(cause error, code wire.Code, reason string) {
 	}
 	c.cause = cause
 	seq := c.seq
+	mesh := c.mesh
 	c.mu.Unlock()
-	if c.mesh == nil {
+	c.endLife()
+	if mesh == nil {
 		return
 	}
-	links := c.mesh.Links()
+	links := mesh.Links()
 	for _, l := range links {
 		l.Interrupt()
 	}
@@ -585,6 +616,7 @@ func (c *Communicator) poison(cause error, code wire.Code, reason string) {
 // closes the connections. Close is idempotent.
 func (c *Communicator) Close() error {
 	c.closeOnce.Do(func() {
+		c.endLife() // wakes an operation waiting for a link
 		c.mu.Lock()
 		c.closed = true
 		inFlight := c.inFlight

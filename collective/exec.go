@@ -188,6 +188,8 @@ type opState struct {
 	stageOut   atomic.Int64 // staged chunks sent on
 	laneDone   chan error
 
+	prepared bool // prepare ran: the progress counters describe this op
+
 	mu     sync.Mutex
 	failed atomic.Bool
 	err    error // the first failure
@@ -362,6 +364,7 @@ func (o *opState) prepare() {
 	}
 	o.stageIn = 0
 	o.stageOut.Store(0)
+	o.prepared = true
 	o.failed.Store(false)
 	o.err = nil
 	o.done = false
@@ -691,8 +694,11 @@ func (c *Communicator) run(ctx context.Context, o *opState, timeout time.Duratio
 		w.lane = &o.plan.lanes[k]
 		w.jobs <- o
 	}
+	allOK := true
 	for range o.plan.lanes {
-		<-o.laneDone
+		if err := <-o.laneDone; err != nil {
+			allOK = false
+		}
 	}
 	o.mu.Lock()
 	o.done = true
@@ -701,10 +707,13 @@ func (c *Communicator) run(ctx context.Context, o *opState, timeout time.Duratio
 	o.mu.Unlock()
 	c.opEnd <- struct{}{}
 	<-c.watchDone
-	if err == nil && failed { // the context expired just as the last frame moved
-		for _, w := range o.workers {
-			w.link.Resume()
+	if allOK {
+		if failed { // the context expired just as the last frame moved
+			for _, w := range o.workers {
+				w.link.Resume()
+			}
 		}
+		return nil
 	}
 	return err
 }

@@ -108,22 +108,31 @@ func TestCloseMidOp(t *testing.T) {
 				opCtx, opCancel := context.WithTimeout(ctx, 2*time.Second)
 				defer opCancel()
 				closedAt := make(chan time.Time, 1)
+				closed := make(chan struct{})
 				var ended [4]time.Time
 				errs := runAll(g.Comms, func(r int, c *collective.Communicator) error {
 					if r == 3 {
 						if inFlight {
+							// Rank 3's AllReduce cannot finish: rank 2 joins
+							// only after the Close.
 							go func() {
 								time.Sleep(100 * time.Millisecond)
 								closedAt <- time.Now()
 								_ = c.Close()
+								close(closed)
 							}()
-							return c.AllReduce(opCtx, make([]float32, 1<<24), collective.Sum)
+							return c.AllReduce(opCtx, make([]float32, 1<<20), collective.Sum)
 						}
 						time.Sleep(100 * time.Millisecond)
 						closedAt <- time.Now()
-						return c.Close()
+						err := c.Close()
+						close(closed)
+						return err
 					}
-					err := c.AllReduce(opCtx, make([]float32, 1<<24), collective.Sum)
+					if r == 2 && inFlight {
+						<-closed
+					}
+					err := c.AllReduce(opCtx, make([]float32, 1<<20), collective.Sum)
 					ended[r] = time.Now()
 					return err
 				})

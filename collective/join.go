@@ -223,7 +223,12 @@ func (c *Communicator) Rejoin(ctx context.Context) (*Communicator, error) {
 	}
 	c.detach()
 	_ = c.Close()
-	return m.form(ctx)
+	next, err := m.form(ctx)
+	if err != nil { // nothing holds the membership any more: end it
+		_ = m.leave()
+		return nil, err
+	}
+	return next, nil
 }
 
 // detach stops the watcher; the node and the socket stay for the next view.

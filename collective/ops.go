@@ -263,16 +263,18 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 	// Links and workers for every lane; a peer that said bye is gone.
 	for k := range o.plan.lanes {
 		ln := &o.plan.lanes[k]
+		// A peer that said bye after operation s still serves s and
+		// earlier (what it sent is buffered); it is gone for later ones.
 		c.mu.Lock()
-		_, bye := c.byes[ln.peer]
-		gone := bye || c.peerClosed[ln.peer]
+		s, bye := c.byes[ln.peer]
+		gone := (bye && s < h.Seq) || (!bye && c.peerClosed[ln.peer])
 		c.mu.Unlock()
 		if gone {
 			err := fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, ln.peer)
 			c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, describe(h), err))
 			return &OpError{Rank: c.rank, Call: describe(h), Err: err}
 		}
-		if err := c.ensureLink(ctx, ln.peer); err != nil {
+		if err := c.linkFor(ctx, ln.peer); err != nil {
 			return c.failed(h, o, fmt.Errorf("%w: %w", ErrPeerLost, err))
 		}
 		if ln.send {
@@ -348,6 +350,9 @@ func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
 // hangReport says where an operation was when it ran out of time: every
 // lane that had not finished, receives first.
 func (c *Communicator) hangReport(o *opState) string {
+	if !o.prepared {
+		return "while connecting to a peer"
+	}
 	var parts []string
 	for pass := range 2 {
 		for k, w := range o.workers {
