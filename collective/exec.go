@@ -77,8 +77,21 @@ func (p *plan) finish(world, rank int) *plan {
 		p.sends = append(p.sends, xsend{peer: (rank + 1) % world, after: -1})
 		p.recvs = append(p.recvs, xrecv{peer: (rank + world - 1) % world, kind: ring.RecvAck, after: -1, afterSend: -1})
 	}
-	sendLane := map[int]int{}
-	recvLane := map[int]int{}
+	laneOf := map[[2]int]int{} // (peer, 1 for sends) -> index in p.lanes
+	add := func(peer int, send bool, item int) (step int) {
+		key := [2]int{peer, 0}
+		if send {
+			key[1] = 1
+		}
+		k, ok := laneOf[key]
+		if !ok {
+			k = len(p.lanes)
+			laneOf[key] = k
+			p.lanes = append(p.lanes, lane{peer: peer, send: send})
+		}
+		p.lanes[k].items = append(p.lanes[k].items, item)
+		return len(p.lanes[k].items) - 1
+	}
 	order := func(n int) []int { // the opening frame first
 		idx := make([]int, 0, n)
 		if world > 1 {
@@ -91,30 +104,18 @@ func (p *plan) finish(world, rank int) *plan {
 		}
 		return idx
 	}
+	recvPeers := map[int]bool{}
 	for _, j := range order(len(p.sends)) {
 		s := &p.sends[j]
-		k, ok := sendLane[s.peer]
-		if !ok {
-			k = len(p.lanes)
-			sendLane[s.peer] = k
-			p.lanes = append(p.lanes, lane{peer: s.peer, send: true})
-		}
-		s.step = len(p.lanes[k].items)
-		p.lanes[k].items = append(p.lanes[k].items, j)
+		s.step = add(s.peer, true, j)
 		p.stage = p.stage || s.from.Buf == ring.Stage
 	}
 	for _, i := range order(len(p.recvs)) {
 		r := &p.recvs[i]
-		k, ok := recvLane[r.peer]
-		if !ok {
-			k = len(p.lanes)
-			recvLane[r.peer] = k
-			p.lanes = append(p.lanes, lane{peer: r.peer})
-		}
-		r.step = len(p.lanes[k].items)
-		p.lanes[k].items = append(p.lanes[k].items, i)
+		r.step = add(r.peer, false, i)
+		recvPeers[r.peer] = true
 	}
-	if p.stage && len(recvLane) > 1 {
+	if p.stage && len(recvPeers) > 1 {
 		panic("collective: a schedule with staging slots must receive from one peer")
 	}
 	return p

@@ -16,6 +16,17 @@ type starter func(ctx context.Context, n int, cfg collective.Config) (*launch.Gr
 
 var transports = map[string]starter{"inproc": launch.InProc, "quic": launch.QUIC}
 
+// startGroup starts n ranks with start and closes them when the test ends.
+func startGroup(t *testing.T, ctx context.Context, start starter, n int, cfg collective.Config) *launch.Group {
+	t.Helper()
+	g, err := start(ctx, n, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
 func TestMismatch(t *testing.T) {
 	type call func(ctx context.Context, r int, c *collective.Communicator) error
 	allreduce := func(n int) call {
@@ -44,11 +55,7 @@ func TestMismatch(t *testing.T) {
 			t.Run(tname+"/"+tc.name, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				g, err := start(ctx, 4, collective.Config{ChunkBytes: 1024})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer g.Close()
+				g := startGroup(t, ctx, start, 4, collective.Config{ChunkBytes: 1024})
 				opCtx, opCancel := context.WithTimeout(ctx, 10*time.Second)
 				defer opCancel()
 				t0 := time.Now()
@@ -100,11 +107,7 @@ func TestCloseMidOp(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				g, err := start(ctx, 4, collective.Config{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer g.Close()
+				g := startGroup(t, ctx, start, 4, collective.Config{})
 				opCtx, opCancel := context.WithTimeout(ctx, 2*time.Second)
 				defer opCancel()
 				closedAt := make(chan time.Time, 1)
@@ -213,11 +216,7 @@ func TestMismatchAllWaiting(t *testing.T) {
 		t.Run(tname, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			g, err := start(ctx, 3, collective.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer g.Close()
+			g := startGroup(t, ctx, start, 3, collective.Config{})
 			opCtx, opCancel := context.WithTimeout(ctx, 10*time.Second)
 			defer opCancel()
 			t0 := time.Now()
