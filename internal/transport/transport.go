@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -108,7 +109,8 @@ type Link struct {
 	Data Stream
 
 	raw    rawConn
-	ctrlMu sync.Mutex // serialises writes on the control stream
+	tcp    *net.TCPConn // the data stream, when moved onto TCP (UseTCP)
+	ctrlMu sync.Mutex   // serialises writes on the control stream
 	enc    *wire.Encoder
 	done   chan struct{} // closed when the control reader stops
 	once   sync.Once
@@ -171,17 +173,35 @@ func (l *Link) Resume() {
 	_ = l.Data.SetWriteDeadline(time.Time{})
 }
 
+// UseTCP moves the link's data stream onto conn, a TCP connection to the
+// same peer that the caller has authenticated (over this link). The QUIC
+// data stream stays open but idle; the control stream is unchanged.
+// Call it before the data stream carries anything. CloseWrite and
+// Teardown end conn too.
+func (l *Link) UseTCP(conn *net.TCPConn) {
+	l.tcp = conn
+	l.Data = conn
+}
+
 // CloseWrite ends both streams in an orderly way: the peer reads everything
 // sent so far, then end of stream.
 func (l *Link) CloseWrite() {
 	l.ctrlMu.Lock()
+	if l.tcp != nil {
+		_ = l.tcp.CloseWrite()
+	}
 	l.raw.closeWrite()
 	l.ctrlMu.Unlock()
 }
 
 // Teardown closes the connection at once.
 func (l *Link) Teardown(code wire.Code, reason string) {
-	l.once.Do(func() { l.raw.teardown(code, reason) })
+	l.once.Do(func() {
+		if l.tcp != nil {
+			_ = l.tcp.Close()
+		}
+		l.raw.teardown(code, reason)
+	})
 }
 
 // Done is closed when the peer's control stream has ended (it closed, the

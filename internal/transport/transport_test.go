@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,12 @@ import (
 	"github.com/ringo-ml/ringo/internal/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(streamPeerEnv) != "" {
+		os.Exit(streamPeer()) // the other process of BenchmarkQUICStreamPair
+	}
+	goleak.VerifyTestMain(m)
+}
 
 type recorder struct {
 	mu     sync.Mutex
