@@ -55,12 +55,18 @@ type Costs struct {
 	Beta  float64       // seconds per byte moved over a link
 	Gamma float64       // seconds per byte reduced
 	// AllReduce holds, per AllReduce schedule (ring, recursive doubling,
-	// double binary tree), the line T(N) = Fixed + PerByte·N fitted to two
-	// timed runs: each schedule's real costs (how its steps overlap, how
-	// its traffic shares links and cores) differ more than a textbook
-	// formula says. Zero until calibrated: the formulas stand in.
-	AllReduce [3]Line
+	// double binary tree), the line T(N) = Fixed + PerByte·N through two
+	// timed runs (4 KiB and 256 KiB): each schedule's real costs (how its
+	// steps overlap, how its traffic shares links and cores) differ more
+	// than a textbook formula says. AllReduceLarge continues each line
+	// from 256 KiB through a third run at 1 MiB, where pipelining and
+	// per-byte costs have taken over; it is used above 256 KiB. Zero
+	// until calibrated: the formulas stand in.
+	AllReduce, AllReduceLarge [3]Line
 }
+
+// calBulk is the middle calibration size (bytes): AllReduce lines bend here.
+const calBulk = 256 << 10
 
 // Line is a fitted time: Fixed + PerByte·bytes.
 type Line struct {
@@ -115,9 +121,13 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates
 	switch op {
 	case wire.OpAllReduce:
 		if k.AllReduce[0].PerByte > 0 {
-			add(Ring, "ring", k.AllReduce[0].at(bytes))
-			add(Tree, nameRD, k.AllReduce[1].at(bytes))
-			add(Tree, nameDBT, k.AllReduce[2].at(bytes))
+			lines := &k.AllReduce
+			if bytes > calBulk && k.AllReduceLarge[0].PerByte > 0 {
+				lines = &k.AllReduceLarge
+			}
+			add(Ring, "ring", max(lines[0].at(bytes), 0))
+			add(Tree, nameRD, max(lines[1].at(bytes), 0))
+			add(Tree, nameDBT, max(lines[2].at(bytes), 0))
 			break
 		}
 		seg := bytes / n
@@ -206,6 +216,10 @@ func (c *Communicator) explain(op wire.Op, algo Algorithm, bytes int) (Choice, e
 	if err != nil {
 		return ch, err
 	}
+	if c.shm != nil {
+		return Choice{Algorithm: ch.Algorithm, Name: "shared memory",
+			Reason: "every rank is on this host: each reduces its part of every window from the others' segments"}, nil
+	}
 	if algo == Auto {
 		algo = c.algo
 	}
@@ -263,16 +277,16 @@ func (c *Communicator) Costs() Costs { return c.costs }
 // every rank holds the same model and makes the same choices): the latency
 // of a dependent step (a ring Barrier), the bandwidth of a bulk SendRecv
 // around the ring, this machine's reduction speed, and for each AllReduce
-// schedule the line through two timed runs (4 KiB and 256 KiB). It takes
-// a few dozen operations, well under a second on loopback. It is a
+// schedule the lines through three timed runs (4 KiB, 256 KiB, 1 MiB). It
+// takes a few dozen operations, well under a second on loopback. It is a
 // collective call: every rank must make it, in the same place in its
 // sequence of calls. New calls it when Config.Algorithm is Auto.
 func (c *Communicator) Calibrate(ctx context.Context) error {
 	if c.world == 1 {
 		return nil
 	}
-	const small, bulk = 1 << 10, 64 << 10 // float32 elements: 4 KiB, 256 KiB
-	sbuf, rbuf := make([]float32, bulk), make([]float32, bulk)
+	const small, bulk, large = 1 << 10, calBulk / 4, 256 << 10 // float32 elements: 4 KiB, 256 KiB, 1 MiB
+	sbuf, rbuf := make([]float32, bulk), make([]float32, large)
 	// The fastest of a few runs: on a shared machine the others measure
 	// the neighbours' load, which differs from rank to rank and run to run,
 	// more than the algorithm.
@@ -300,33 +314,41 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tBulk, err := median(3, func() error { return c.SendRecv(ctx, rbuf, sbuf) })
+	tBulk, err := median(3, func() error { return c.SendRecv(ctx, rbuf[:bulk], sbuf) })
 	if err != nil {
 		return err
 	}
 	beta := max(tBulk-tSmall, 1e-9) / float64(4*(bulk-small))
-	gamma, _ := median(5, func() error { reduce.Float32(reduce.Sum, rbuf, sbuf); return nil })
+	gamma, _ := median(5, func() error { reduce.Float32(reduce.Sum, rbuf[:bulk], sbuf); return nil })
 	gamma /= float64(4 * bulk)
-	m := []float64{alpha, beta, gamma, 0, 0, 0, 0, 0, 0}
+	m := make([]float64, 3+4*len(allReduceScheds))
+	m[0], m[1], m[2] = alpha, beta, gamma
 	for i, name := range allReduceScheds {
 		opt := CallOption{sched: name}
 		ts, err := median(5, func() error { return c.AllReduce(ctx, rbuf[:small], Sum, opt) })
 		if err != nil {
 			return err
 		}
-		tb, err := median(3, func() error { return c.AllReduce(ctx, rbuf, Sum, opt) })
+		tb, err := median(3, func() error { return c.AllReduce(ctx, rbuf[:bulk], Sum, opt) })
+		if err != nil {
+			return err
+		}
+		tl, err := median(2, func() error { return c.AllReduce(ctx, rbuf, Sum, opt) })
 		if err != nil {
 			return err
 		}
 		per := max(tb-ts, 1e-12) / float64(4*(bulk-small))
-		m[3+2*i], m[4+2*i] = max(ts-per*4*small, 0), per
+		m[3+4*i], m[4+4*i] = max(ts-per*4*small, 0), per
+		per2 := max(tl-tb, 1e-12) / float64(4*(large-bulk))
+		m[5+4*i], m[6+4*i] = tb-per2*4*bulk, per2
 	}
 	if err := c.AllReduce(ctx, m, Max, ring); err != nil {
 		return err
 	}
 	k := Costs{Alpha: secs(m[0]), Beta: m[1], Gamma: m[2]}
 	for i := range k.AllReduce {
-		k.AllReduce[i] = Line{Fixed: secs(m[3+2*i]), PerByte: m[4+2*i]}
+		k.AllReduce[i] = Line{Fixed: secs(m[3+4*i]), PerByte: m[4+4*i]}
+		k.AllReduceLarge[i] = Line{Fixed: secs(m[5+4*i]), PerByte: m[6+4*i]}
 	}
 	c.costs = k
 	c.log.Debug("collective: calibrated", "costs", k.String(), "allreduce", k.AllReduce)

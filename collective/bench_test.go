@@ -22,7 +22,7 @@ func BenchmarkAllReduce(b *testing.B) {
 	for _, tr := range []struct {
 		name  string
 		start starter
-	}{{"inproc", launch.InProc}, {"quic", launch.QUIC}} {
+	}{{"inproc", launch.InProc}, {"quic", quicOnly}, {"shm", shmOnly}} {
 		for _, size := range []int{4 << 10, 1 << 20, 16 << 20} {
 			b.Run(fmt.Sprintf("%s/%dKiB", tr.name, size>>10), func(b *testing.B) {
 				ctx := context.Background()

@@ -282,7 +282,7 @@ const bigCount = 1<<20 + 7
 func TestQUIC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	g, err := launch.QUIC(ctx, 4, collective.Config{ChunkBytes: 64 << 10})
+	g, err := quicOnly(ctx, 4, collective.Config{ChunkBytes: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,3 +369,66 @@ func TestInProcLarge(t *testing.T) {
 }
 
 var _ = errors.Is
+
+// TestShm runs every collective on the shared-memory engine for worlds
+// 1..8, with sizes of one partial window, several windows with a ragged
+// last one, and windows below and above the whole-window reduction size.
+func TestShm(t *testing.T) {
+	for n := 1; n <= 8; n++ {
+		t.Run(fmt.Sprintf("world%d", n), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			g, err := shmOnly(ctx, n, collective.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			if n > 1 {
+				ch, err := g.Comms[0].Explain("allreduce", 4, 1<<20)
+				if err != nil || ch.Name != "shared memory" {
+					t.Fatalf("Explain = %+v, %v; want the shared-memory engine", ch, err)
+				}
+			}
+			// Under the race detector (which slows copies tenfold) the
+			// multi-window sizes run for one world, and 1<<20+7 not at
+			// all (.ci/run runs it without the detector).
+			sizes := append(append([]int(nil), counts...), 5000)
+			if !raceEnabled || n == 3 {
+				sizes = append(sizes, 70_001)
+			}
+			if !raceEnabled {
+				sizes = append(sizes, 1<<20+7)
+			}
+			for _, count := range sizes {
+				checkAll[float32](t, g.Comms, count, count < 100_000)
+				checkAll[float64](t, g.Comms, count, count < 100_000)
+			}
+			checkIdentical[float32](t, g.Comms, 100_003)
+			checkIdentical[float64](t, g.Comms, 3_001)
+		})
+	}
+}
+
+// TestTransportChoice: Auto picks shared memory for ranks of one host;
+// QUIC forced keeps the network path.
+func TestTransportChoice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		cfg  collective.Config
+		want string
+	}{
+		{collective.Config{Algorithm: collective.Ring}, "shared memory"},
+		{collective.Config{Algorithm: collective.Ring, Transport: collective.TransportQUIC}, "ring"},
+	} {
+		g, err := launch.QUIC(ctx, 3, tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := g.Comms[1].Explain("allreduce", 4, 1<<20)
+		g.Close()
+		if err != nil || ch.Name != tc.want {
+			t.Errorf("Transport %v: Explain = %+v, %v; want %q", tc.cfg.Transport, ch, err, tc.want)
+		}
+	}
+}

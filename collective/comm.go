@@ -76,6 +76,12 @@ type Config struct {
 	CloseTimeout time.Duration
 	// Logger receives debug and warning records; default slog.Default().
 	Logger *slog.Logger
+	// Transport chooses the data path of a communicator made by New or
+	// Join: TransportAuto (the default) moves tensors through shared
+	// memory when every rank is on this host and over QUIC otherwise;
+	// TransportQUIC and TransportShm force one. NewInProc ignores it.
+	// Every rank must use the same setting.
+	Transport Transport
 
 	keepConn bool // Join reuses the socket for the next epoch
 }
@@ -101,8 +107,14 @@ type Communicator struct {
 	linger      time.Duration
 	algo        Algorithm
 	costs       Costs // Auto's model; set by Calibrate
+	transport   Transport
+	shm         *shmGroup // the shared-memory data path, when every rank is on this host
+	inProc      bool      // made by NewInProc: the ranks already share memory through pipes
+	tcp         *tcpPath  // the TCP data path's listener (TransportTCP)
+	selfAddr    string    // this rank's address in the view
 
 	opMu  sync.Mutex // held for the whole of an operation
+	async asyncQueue // asynchronous operations, in issue order (async.go)
 	seq   uint64
 	op    *opState
 	plans map[planKey]*plan
@@ -136,6 +148,8 @@ type Communicator struct {
 	closeOnce  sync.Once
 
 	member *membership // set by Join: the rendezvous node behind this communicator
+
+	board statusBoard // the operation in flight, for Status and hang reports (status.go)
 
 	life    context.Context // cancelled when the communicator fails or closes
 	endLife context.CancelFunc
@@ -176,6 +190,9 @@ func (cfg *Config) defaults() error {
 	if cfg.Algorithm > Tree {
 		return fmt.Errorf("%w: unknown Algorithm %v", ErrInvalid, cfg.Algorithm)
 	}
+	if cfg.Transport > TransportTCP {
+		return fmt.Errorf("%w: unknown Transport %v", ErrInvalid, cfg.Transport)
+	}
 	if cfg.ChunkBytes < 64 || cfg.ChunkBytes > MaxChunkBytes {
 		return fmt.Errorf("%w: ChunkBytes %d outside [64, %d]", ErrInvalid, cfg.ChunkBytes, MaxChunkBytes)
 	}
@@ -207,6 +224,8 @@ func newCommunicator(cfg *Config) *Communicator {
 		timeout:    cfg.Timeout,
 		linger:     cfg.CloseTimeout,
 		algo:       cfg.Algorithm,
+		transport:  cfg.Transport,
+		selfAddr:   v.Members[v.Rank].Addr,
 		costs:      defaultCosts,
 		byes:       make(map[int]uint64),
 		echoed:     make(map[int]bool),
@@ -308,6 +327,7 @@ func NewInProc(ctx context.Context, world int, cfg Config) ([]*Communicator, err
 		rc := cfg
 		rc.View.Rank = r
 		c := newCommunicator(&rc)
+		c.inProc = true
 		mesh, err := hub.Mesh(c.identity(), events{c})
 		if err != nil {
 			c.stopWorker()
@@ -353,17 +373,26 @@ func (c *Communicator) connect(ctx context.Context) error {
 	if c.world == 1 {
 		return nil
 	}
+	if c.transport == TransportTCP && !c.inProc {
+		if err := c.tcpListen(); err != nil {
+			return err
+		}
+	}
 	if err := c.connectPeers(ctx); err != nil {
 		return err
 	}
-	if c.algo != Auto {
-		return nil
+	if c.mesh != nil && !c.inProc {
+		if err := c.setupShm(ctx); err != nil {
+			return err
+		}
 	}
-	if err := c.Calibrate(ctx); err != nil {
-		return fmt.Errorf("collective: calibrating: %w", err)
+	if c.algo == Auto && c.shm == nil {
+		if err := c.Calibrate(ctx); err != nil {
+			return fmt.Errorf("collective: calibrating: %w", err)
+		}
 	}
-	// The calibration's operations were numbered like any; every rank ran
-	// the same ones and consumed all their frames, so numbering restarts.
+	// The set-up's operations were numbered like any; every rank ran the
+	// same ones and consumed all their frames, so numbering restarts.
 	c.mu.Lock()
 	c.seq, c.doneSeq = 0, 0
 	c.mu.Unlock()
@@ -392,11 +421,22 @@ func (c *Communicator) connectPeers(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
+	// Then their workers (and, for TCP, the data connections: both ends
+	// of every link at once, so no rank waits on a peer busy elsewhere).
+	errs := make([]error, c.world)
 	for p, ok := range want {
 		if ok {
-			if err := c.ensureLink(ctx, p); err != nil {
-				return err
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[p] = c.ensureLink(ctx, p)
+			}()
+		}
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -411,6 +451,11 @@ func (c *Communicator) ensureLink(ctx context.Context, peer int) error {
 	l, err := c.mesh.Link(ctx, peer)
 	if err != nil {
 		return fmt.Errorf("collective: rank %d connecting to rank %d: %w", c.rank, peer, err)
+	}
+	if c.tcp != nil {
+		if err := c.upgradeTCP(ctx, l); err != nil {
+			return err
+		}
 	}
 	mk := func(send bool) *worker {
 		w := &worker{link: l, send: send, jobs: make(chan *opState), note: make(chan struct{}, 1)}
@@ -591,8 +636,12 @@ func (c *Communicator) poison(cause error, code wire.Code, reason string) {
 	c.cause = cause
 	seq := c.seq
 	mesh := c.mesh
+	g := c.shm
 	c.mu.Unlock()
 	c.endLife()
+	if g != nil {
+		g.halt(c.rank, code)
+	}
 	if mesh == nil {
 		return
 	}
@@ -628,10 +677,19 @@ func (c *Communicator) Close() error {
 		c.opMu.Lock()
 		defer c.opMu.Unlock()
 		c.stopWorker()
+		if g := c.shm; g != nil {
+			// Peers that start another operation find this rank gone.
+			g.halt(c.rank, wire.CodeClosed)
+			defer g.close()
+		}
 		c.mu.Lock()
 		linger, seq := c.linger, c.doneSeq
-		if c.cause != nil {
-			linger = 0
+		failed := c.cause != nil
+		if failed {
+			// The aborts just sent must not be overtaken by the connections'
+			// end, or the peers would not learn why: wait briefly for each
+			// peer to abort too (at once, if it failed) or to go.
+			linger = min(linger, abortLinger)
 		}
 		c.mu.Unlock()
 		if c.member != nil {
@@ -642,7 +700,7 @@ func (c *Communicator) Close() error {
 		if c.mesh == nil {
 			return
 		}
-		if linger > 0 {
+		if linger > 0 && !failed {
 			// Tell the neighbours which operation was our last; each answers
 			// once it has finished that operation too.
 			bye := &wire.Abort{Epoch: c.epoch, Seq: seq, Rank: int32(c.rank), Code: wire.CodeBye, Reason: "closed"}
@@ -651,6 +709,10 @@ func (c *Communicator) Close() error {
 			}
 		}
 		_ = c.mesh.Close(linger)
+		if c.tcp != nil {
+			c.tcp.close()
+		}
 	})
+	c.stopAsync()
 	return nil
 }

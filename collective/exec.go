@@ -129,7 +129,24 @@ func planRing(s ring.Schedule) *plan {
 		p.sends = append(p.sends, xsend{peer: s.Next, from: x.From, after: x.After})
 	}
 	for _, x := range s.Recvs {
-		p.recvs = append(p.recvs, xrecv{peer: s.Prev, kind: x.Kind, to: x.To, with: x.With, after: -1, afterSend: -1})
+		i := len(p.recvs)
+		rv := xrecv{peer: s.Prev, kind: x.Kind, to: x.To, with: x.With, after: -1, afterSend: -1}
+		// A recv that overwrites a segment this rank sent earlier in the
+		// operation (AllReduce's gather phase overwrites segments the
+		// reduce phase sent) follows the last such send chunk by chunk.
+		// The data it receives already depends on that send through the
+		// ring, but only through the network; this makes the order local
+		// and explicit (and visible to the race detector). Only sends
+		// that depend on an earlier recv (or none) count: a later send of
+		// the segment forwards what this recv or a later one writes.
+		if x.To.Buf == ring.Dst || x.To.Buf == ring.Tmp {
+			for j, sd := range s.Sends {
+				if sd.From == x.To && sd.After < i {
+					rv.afterSend = j
+				}
+			}
+		}
+		p.recvs = append(p.recvs, rv)
 	}
 	return p.finish(s.World, s.Rank)
 }
@@ -190,6 +207,7 @@ type opState struct {
 	laneDone   chan error
 
 	prepared bool // prepare ran: the progress counters describe this op
+	onShm    bool // runs on the shared-memory engine
 
 	mu     sync.Mutex
 	failed atomic.Bool
@@ -685,6 +703,7 @@ func (c *Communicator) expire(o *opState, err error) {
 // It returns the first failure.
 func (c *Communicator) run(ctx context.Context, o *opState, timeout time.Duration) error {
 	o.prepare()
+	c.board.run(o) // Status may read the prepared state from now on
 	o.runLocal()
 	if len(o.plan.lanes) == 0 {
 		return nil

@@ -14,7 +14,26 @@ import (
 
 type starter func(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error)
 
-var transports = map[string]starter{"inproc": launch.InProc, "quic": launch.QUIC}
+var transports = map[string]starter{"inproc": launch.InProc, "quic": quicOnly, "shm": shmOnly, "tcp": tcpOnly}
+
+// quicOnly starts a QUIC group whose data moves over QUIC although every
+// rank is on this host.
+func quicOnly(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
+	cfg.Transport = collective.TransportQUIC
+	return launch.QUIC(ctx, n, cfg)
+}
+
+// tcpOnly starts a group whose data moves over TCP.
+func tcpOnly(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
+	cfg.Transport = collective.TransportTCP
+	return launch.QUIC(ctx, n, cfg)
+}
+
+// shmOnly starts a QUIC group whose data moves through shared memory.
+func shmOnly(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
+	cfg.Transport = collective.TransportShm
+	return launch.QUIC(ctx, n, cfg)
+}
 
 // startGroup starts n ranks with start and closes them when the test ends.
 func startGroup(t *testing.T, ctx context.Context, start starter, n int, cfg collective.Config) *launch.Group {
@@ -173,7 +192,7 @@ func TestCloseMidOp(t *testing.T) {
 func TestDeathMidOp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	g, err := launch.QUIC(ctx, 4, collective.Config{})
+	g, err := quicOnly(ctx, 4, collective.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,15 @@ package collective
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ringo-ml/ringo/internal/pki"
 	"github.com/ringo-ml/ringo/internal/wire"
 )
 
@@ -93,4 +98,87 @@ func TestZeroAllocs(t *testing.T) {
 		t.Errorf("%v allocations per AllReduce", n)
 	}
 	close(start)
+}
+
+// pinnedGroup starts n ranks over QUIC on loopback with pinned ephemeral
+// certificates (no CA), with transport t.
+func pinnedGroup(t *testing.T, n int, tr Transport) []*Communicator {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	members := make([]Member, n)
+	certs := make([]tls.Certificate, n)
+	conns := make([]*net.UDPConn, n)
+	for r := range n {
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[r] = conn
+		name := fmt.Sprintf("rank-%d.test", r)
+		cert, sum, err := pki.Ephemeral(name, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs[r] = cert
+		members[r] = Member{Addr: conn.LocalAddr().String(), Name: name, CertSHA256: sum[:]}
+	}
+	comms := make([]*Communicator, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for r := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			comms[r], errs[r] = New(ctx, Config{View: View{Group: "pinned", Rank: r, Members: members},
+				TLS: &tls.Config{Certificates: []tls.Certificate{certs[r]}}, Conn: conns[r],
+				Algorithm: Ring, Transport: tr})
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, c := range comms {
+			if c != nil {
+				c.Close()
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return comms
+}
+
+// TestZeroAllocsShm: on shared memory, an AllReduce of several windows
+// allocates nothing once warm.
+func TestZeroAllocsShm(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	ctx := context.Background()
+	comms := pinnedGroup(t, 2, TransportShm)
+	if comms[0].shm == nil {
+		t.Fatal("not on shared memory")
+	}
+	bufs := [][]float32{make([]float32, 1<<20), make([]float32, 1<<20)}
+	start, done := make(chan struct{}), make(chan error)
+	go func() {
+		for range start {
+			done <- comms[1].AllReduce(ctx, bufs[1], Sum)
+		}
+	}()
+	defer close(start)
+	op := func() {
+		start <- struct{}{}
+		if err := comms[0].AllReduce(ctx, bufs[0], Sum); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	op() // warm
+	if n := testing.AllocsPerRun(100, op); n > 0 {
+		t.Errorf("%v allocations per AllReduce", n)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"strings"
 	"time"
 
 	"github.com/ringo-ml/ringo/internal/reduce"
@@ -224,6 +223,11 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 	if ctx == nil {
 		return &OpError{Rank: c.rank, Call: h.Op.String(), Err: fmt.Errorf("%w: nil context", ErrInvalid)}
 	}
+	leave, turnErr := c.asyncTurn(ctx, h) // after the asynchronous calls issued before
+	if turnErr != nil {
+		return turnErr
+	}
+	defer leave()
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	c.mu.Lock()
@@ -240,7 +244,9 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 	if cause != nil {
 		return &OpError{Rank: c.rank, Call: describe(h), Err: fmt.Errorf("%w: %w", ErrPoisoned, cause)}
 	}
+	c.board.begin(c, ctx, h)
 	defer func() {
+		c.board.end()
 		c.mu.Lock()
 		c.inFlight = false
 		c.doneSeq = h.Seq
@@ -254,6 +260,30 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 	o.es = h.DType.Size()
 	o.cb = c.cb / o.es * o.es
 	setup(o)
+	var timeout time.Duration
+	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
+		timeout = c.timeout
+	}
+	if c.shm != nil {
+		for p := range c.world {
+			c.mu.Lock()
+			s, bye := c.byes[p]
+			gone := p != c.rank && ((bye && s < h.Seq) || (!bye && c.peerClosed[p]))
+			c.mu.Unlock()
+			if gone {
+				err := fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, p)
+				c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, describe(h), err))
+				return &OpError{Rank: c.rank, Call: describe(h), Err: err}
+			}
+		}
+		if err := c.runShm(ctx, o, timeout); err != nil {
+			return c.failed(h, o, err)
+		}
+		if avg {
+			c.divide(o)
+		}
+		return nil
+	}
 	if h.Algo == wire.AlgoTree {
 		o.plan = c.treePlan(h.Op, int(h.Root), choice.Name)
 		c.treeLayout(o, choice.Name)
@@ -282,10 +312,6 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 		} else {
 			o.workers = append(o.workers, c.recvers[ln.peer])
 		}
-	}
-	var timeout time.Duration
-	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
-		timeout = c.timeout
 	}
 	err := c.run(ctx, o, timeout)
 	if err == nil {
@@ -329,13 +355,38 @@ func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
 		if errors.Is(err, context.Canceled) {
 			code = wire.CodeCanceled
 		}
-		err = fmt.Errorf("%w %s", err, c.hangReport(o))
+		st := c.stallReport(o)
+		err = fmt.Errorf("%w %s", err, st.report)
+		if code == wire.CodeTimeout && st.alive {
+			// Every peer this rank waited for is alive and waiting itself:
+			// the rank that stalled is further away, and its neighbours
+			// name it in their aborts. Wait briefly for one.
+			if peer := c.awaitPeerReport(c.board.reportWait()); peer != nil {
+				err = fmt.Errorf("%w; %w", err, peer)
+				return &OpError{Rank: c.rank, Call: call, Err: err}
+			}
+		}
+		if len(st.silent) > 0 {
+			// Lead with the culprit: the abort's reason is bounded, and the
+			// peers quote it in their own errors.
+			reason := fmt.Sprintf("rank %d stalled: rank %d: %s: %v", st.silent[0], c.rank, call, err)
+			c.poison(err, code, reason)
+			return &OpError{Rank: c.rank, Call: call, Err: err}
+		}
 	case errors.As(err, &fe) && errors.Is(err, wire.ErrMalformed):
 		code = wire.CodeProtocol
 		err = fmt.Errorf("%w: %w", ErrProtocol, err)
 	case errors.As(err, &fe):
 		code = wire.CodePeerLost
 		err = fmt.Errorf("%w: %w", ErrPeerLost, err)
+		// A peer that failed sends its abort and may close at once; the
+		// connection's end can overtake the abort that says why. Give the
+		// abort a moment, so that the error names the first cause.
+		if peer := c.awaitPeerReport(peerReportWait); peer != nil {
+			return &OpError{Rank: c.rank, Call: call, Err: fmt.Errorf("%w; %w", err, peer)}
+		}
+	case errors.Is(err, ErrPeerLost):
+		code = wire.CodePeerLost
 	default:
 		code = wire.CodeInternal
 	}
@@ -347,40 +398,16 @@ func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
 	return &OpError{Rank: c.rank, Call: call, Err: err}
 }
 
-// hangReport says where an operation was when it ran out of time: every
-// lane that had not finished, receives first.
-func (c *Communicator) hangReport(o *opState) string {
-	if !o.prepared {
-		return "while connecting to a peer"
+// awaitPeerReport waits up to d for the communicator to be poisoned by a
+// peer (its abort arrives) and returns that cause, or nil.
+func (c *Communicator) awaitPeerReport(d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.life.Done():
+	case <-t.C:
 	}
-	var parts []string
-	for pass := range 2 {
-		for k, w := range o.workers {
-			ln := &o.plan.lanes[k]
-			if ln.send != (pass == 1) {
-				continue
-			}
-			item, ch := int(w.item.Load()), int(w.chunk.Load())
-			if item >= len(ln.items) {
-				continue
-			}
-			if ln.send {
-				j := ln.items[item]
-				if o.sendDone[j].Load() >= int64(o.sendChunks[j]) && item == len(ln.items)-1 {
-					continue
-				}
-				parts = append(parts, fmt.Sprintf("sending step %d chunk %d to rank %d", o.plan.sends[j].step, ch, ln.peer))
-			} else {
-				i := ln.items[item]
-				if o.recvDone[i].Load() >= int64(o.recvChunks[i]) && item == len(ln.items)-1 {
-					continue
-				}
-				parts = append(parts, fmt.Sprintf("waiting for step %d chunk %d from rank %d", o.plan.recvs[i].step, ch, ln.peer))
-			}
-		}
-	}
-	if len(parts) == 0 {
-		return "before the first frame moved"
-	}
-	return "while " + strings.Join(parts, "; ")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cause
 }
