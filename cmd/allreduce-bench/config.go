@@ -106,6 +106,8 @@ type config struct {
 	redop    collective.Op
 	root     int
 	algo     collective.Algorithm
+	tport    collective.Transport
+	cpuProf  string // each launched rank writes its CPU profile to cpuProf.rankN
 	iters    int
 	warmup   int
 	check    bool
@@ -117,6 +119,13 @@ type config struct {
 	join  string // seed gossip addresses, comma-separated
 	bind  string // this worker's gossip address
 	world int    // alias of -np in join mode
+	// Elastic group (-min, -max): forms with min to max workers, re-forms
+	// at the next epoch after a loss and takes newcomers in between sizes.
+	min, max      int
+	settle        time.Duration // how long membership must hold still before a group smaller than max forms
+	settleSet     bool          // -settle was given
+	dataBind      string        // this worker's QUIC address (default: -bind's host)
+	dataAdvertise string        // the QUIC address peers dial, when not dataBind
 
 	// Hidden flags of the launcher's worker processes.
 	worker bool
@@ -134,7 +143,14 @@ type config struct {
 	corruptRank int
 	dieRank     int
 	dieAfter    int
+	// awaitJoin (elastic groups): between sizes, while the group is
+	// smaller than -max, wait for a worker to show up in gossip, so a test
+	// can count on a restarted worker being taken in before the sweep ends.
+	awaitJoin bool
 }
+
+// elastic says whether the group's size may change (-min and -max).
+func (cfg *config) elastic() bool { return cfg.min > 0 }
 
 // usageError is a bad command line: exit status 2.
 type usageError struct{ msg string }
@@ -148,7 +164,7 @@ func usagef(format string, args ...any) error {
 // hidden lists the flags that -h does not show.
 var hidden = map[string]bool{
 	"worker": true, "cert": true, "key": true, "ca": true, "group": true,
-	"test-corrupt-rank": true, "test-die-rank": true, "test-die-after": true,
+	"test-corrupt-rank": true, "test-die-rank": true, "test-die-after": true, "test-await-join": true,
 }
 
 // parseSize reads a byte count: a non-negative integer with an optional
@@ -292,6 +308,9 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.Var(choiceFlag{&redop, redNames, nil}, "o", "reduction operator `REDOP`: "+strings.Join(redNames, "|"))
 	fs.IntVar(&cfg.root, "root", 0, "root `rank` of broadcast, reduce and gather")
 	fs.Var(choiceFlag{&algo, algoNames, nil}, "algo", "algorithm `ALGO`: auto (collective picks per call), ring or tree (ops without a tree schedule run the ring)")
+	var tport string
+	fs.StringVar(&cfg.cpuProf, "cpuprofile", "", "each launched rank writes a CPU profile of its sweep to `PREFIX`.rankN (go tool pprof)")
+	fs.StringVar(&tport, "transport", "auto", "data path `T`: auto (shared memory when every rank is on this host, else QUIC), quic, shm, tcp (authenticated, not encrypted: trusted networks only) or inproc (same as -inproc)")
 	fs.IntVar(&cfg.iters, "n", cfg.iters, "timed `iterations` per size")
 	fs.IntVar(&cfg.warmup, "w", cfg.warmup, "warm-up `iterations` per size (not timed)")
 	fs.Var(boolValue{&cfg.check}, "c", "check results on known inputs after timing each size: `1|0`")
@@ -302,6 +321,11 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.StringVar(&cfg.join, "join", "", "join a group by gossip at seed `HOST:PORT` (comma-separated list; the seed itself passes its own -bind) instead of launching ranks; key from RINGO_CLUSTER_KEY")
 	fs.StringVar(&cfg.bind, "bind", "127.0.0.1:0", "with -join: this worker's gossip `HOST:PORT` (its QUIC socket takes the same host, any port)")
 	fs.IntVar(&cfg.world, "world", 0, "with -join: the group's size `N` (same as -np)")
+	fs.IntVar(&cfg.min, "min", 0, "with -join: an elastic group of at least `N` workers (with -max instead of -world): it re-forms at the next epoch when a worker is lost and the sweep goes on")
+	fs.IntVar(&cfg.max, "max", 0, "with -join and -min: at most `N` workers; new workers are taken in between sizes")
+	fs.DurationVar(&cfg.settle, "settle", time.Second, "with -min and -max: a group smaller than -max forms (or re-forms) once membership has held still this `DURATION`")
+	fs.StringVar(&cfg.dataBind, "data-bind", "", "with -join: this worker's QUIC `HOST:PORT` (default: -bind's host, any port)")
+	fs.StringVar(&cfg.dataAdvertise, "data-advertise", "", "with -join: the QUIC `HOST:PORT` other workers dial, when it is not -data-bind (NAT, port forward, relay)")
 	fs.BoolVar(&cfg.worker, "worker", false, "internal: run as a rank started by the launcher")
 	fs.IntVar(&cfg.rank, "rank", -1, "with -join: the rank `R` this worker asks for (-1: any)")
 	fs.StringVar(&cfg.cert, "cert", "", "internal: this worker's certificate (PEM)")
@@ -311,6 +335,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.IntVar(&cfg.corruptRank, "test-corrupt-rank", -1, "test only: this rank corrupts one element of each checked result")
 	fs.IntVar(&cfg.dieRank, "test-die-rank", -1, "test only: this rank SIGKILLs itself after -test-die-after operations")
 	fs.IntVar(&cfg.dieAfter, "test-die-after", 0, "test only: see -test-die-rank")
+	fs.BoolVar(&cfg.awaitJoin, "test-await-join", false, "test only: an elastic group smaller than -max waits between sizes for a new worker")
 
 	fs.Usage = func() {} // the caller reports errors; -h prints below
 	if err := fs.Parse(args); err != nil {
@@ -325,8 +350,24 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	}
 	cfg.op, cfg.dt, cfg.redop = opKind(op), dtype(dt), redOps[redop]
 	cfg.algo = []collective.Algorithm{collective.Auto, collective.Ring, collective.Tree}[algo]
+	if tport == "inproc" {
+		cfg.inproc = true
+	} else if t, err := collective.ParseTransport(tport); err != nil {
+		return nil, usagef("-transport %q: want auto, quic, shm, tcp or inproc", tport)
+	} else if cfg.inproc && t != collective.TransportAuto {
+		return nil, usagef("-transport %s contradicts -inproc", tport)
+	} else {
+		cfg.tport = t
+	}
 	if cfg.world > 0 {
 		cfg.np = cfg.world
+	}
+	fs.Visit(func(f *flag.Flag) { cfg.settleSet = cfg.settleSet || f.Name == "settle" })
+	if err := cfg.validateJoin(); err != nil {
+		return nil, err
+	}
+	if cfg.max > 0 {
+		cfg.np = cfg.max // sizes and ranks are checked against the largest group
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -368,6 +409,42 @@ func (cfg *config) validate() error {
 	return nil
 }
 
+// validateJoin checks the flags of -join mode that the others do not have.
+func (cfg *config) validateJoin() error {
+	joinOnly := []struct {
+		name string
+		set  bool
+	}{
+		{"-min", cfg.min != 0}, {"-max", cfg.max != 0}, {"-data-bind", cfg.dataBind != ""},
+		{"-data-advertise", cfg.dataAdvertise != ""}, {"-test-await-join", cfg.awaitJoin}, {"-settle", cfg.settleSet},
+	}
+	for _, f := range joinOnly {
+		if f.set && cfg.join == "" {
+			return usagef("flag %s goes with -join", f.name)
+		}
+	}
+	switch {
+	case (cfg.min != 0) != (cfg.max != 0):
+		return usagef("flags -min and -max go together: an elastic group needs both bounds")
+	case cfg.settle <= 0 || cfg.settle > time.Hour:
+		return usagef("invalid value %v for flag -settle: want more than 0, at most an hour", cfg.settle)
+	case cfg.min == 0:
+		if cfg.awaitJoin || cfg.settleSet {
+			return usagef("flags -settle and -test-await-join need an elastic group (-min and -max)")
+		}
+		return nil
+	case cfg.world != 0:
+		return usagef("flag -world fixes the group's size; an elastic group takes -min and -max instead")
+	case cfg.min < 1 || cfg.min > maxRanks:
+		return usagef("invalid value %d for flag -min: want 1 to %d workers", cfg.min, maxRanks)
+	case cfg.max < cfg.min || cfg.max > maxRanks:
+		return usagef("invalid value %d for flag -max: want -min (%d) to %d workers", cfg.max, cfg.min, maxRanks)
+	case cfg.root >= cfg.min:
+		return usagef("invalid value %d for flag -root: an elastic group may shrink to -min %d workers, so want a rank in [0, %d)", cfg.root, cfg.min, cfg.min)
+	}
+	return nil
+}
+
 func validPlotExt(name string) bool {
 	ext := strings.ToLower(filepath.Ext(name))
 	return ext == ".svg" || ext == ".png"
@@ -376,7 +453,8 @@ func validPlotExt(name string) bool {
 // printUsage writes the public flags.
 func printUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "%s: nccl-tests-style collective benchmark\n\n", version)
-	fmt.Fprintf(w, "usage: allreduce-bench [-np N | -inproc] [-op OP] [-b MIN] [-e MAX] [-f F] [-t TYPE] [-o REDOP] ...\n\n")
+	fmt.Fprintf(w, "usage: allreduce-bench [-np N | -inproc] [-op OP] [-b MIN] [-e MAX] [-f F] [-t TYPE] [-o REDOP] ...\n")
+	fmt.Fprintf(w, "       allreduce-bench -join SEED[,SEED...] [-bind HOST:PORT] (-world N | -min N -max M) [-op OP] ...\n\n")
 	fs.VisitAll(func(f *flag.Flag) {
 		if hidden[f.Name] {
 			return
@@ -399,12 +477,17 @@ func (cfg *config) flagLine() string {
 	var b strings.Builder
 	if cfg.inproc {
 		fmt.Fprintf(&b, "-inproc -np %d", cfg.np)
+	} else if cfg.elastic() {
+		fmt.Fprintf(&b, "-min %d -max %d", cfg.min, cfg.max)
 	} else {
 		fmt.Fprintf(&b, "-np %d", cfg.np)
 	}
 	fmt.Fprintf(&b, " -op %s -b %s -e %s -f %d -t %s -o %s -root %d -algo %s -n %d -w %d -c %s -chunk %s",
 		cfg.op, formatSize(cfg.minBytes), formatSize(cfg.maxBytes), cfg.factor, cfg.dt, cfg.redop,
 		cfg.root, cfg.algo, cfg.iters, cfg.warmup, boolValue{&cfg.check}, formatSize(cfg.chunk))
+	if !cfg.inproc {
+		fmt.Fprintf(&b, " -transport %s", cfg.tport)
+	}
 	if cfg.jsonFile != "" {
 		fmt.Fprintf(&b, " -json %s", cfg.jsonFile)
 	}
@@ -422,6 +505,9 @@ func (cfg *config) testHooks() string {
 	}
 	if cfg.dieRank >= 0 {
 		parts = append(parts, fmt.Sprintf("-test-die-rank %d -test-die-after %d", cfg.dieRank, cfg.dieAfter))
+	}
+	if cfg.awaitJoin {
+		parts = append(parts, "-test-await-join")
 	}
 	return strings.Join(parts, " ")
 }

@@ -14,8 +14,10 @@ import (
 const joinTimeout = 2 * time.Minute
 
 // runJoin is one worker of a group formed by gossip: started by hand (or
-// by a scheduler) on each host with the same -join seed, -np/-world and
-// RINGO_CLUSTER_KEY. The worker that lands on rank 0 prints the table.
+// by a scheduler) on each host with the same -join seed, -np/-world (or
+// -min and -max) and RINGO_CLUSTER_KEY. The worker that lands on rank 0
+// prints the table. A group of fixed size fails when a worker is lost; an
+// elastic one re-forms and goes on (runElastic).
 func runJoin(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 	var seeds []string
 	for _, s := range strings.Split(cfg.join, ",") {
@@ -25,7 +27,11 @@ func runJoin(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 	}
 	jc := collective.JoinConfig{
 		Group: "allreduce-bench", World: cfg.np, Join: seeds, Bind: cfg.bind,
-		Comm: collective.Config{Algorithm: cfg.algo, ChunkBytes: int(cfg.chunk), Timeout: cfg.opTimeout()},
+		DataBind: cfg.dataBind, DataAdvertise: cfg.dataAdvertise,
+		Comm: collective.Config{Algorithm: cfg.algo, Transport: cfg.tport, ChunkBytes: int(cfg.chunk), Timeout: cfg.opTimeout()},
+	}
+	if cfg.elastic() {
+		jc.World, jc.Min, jc.Max, jc.Settle = 0, cfg.min, cfg.max, cfg.settle
 	}
 	if cfg.group != "" {
 		jc.Group = cfg.group
@@ -41,10 +47,14 @@ func runJoin(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "allreduce-bench: joining group %q at %s: %v\n", jc.Group, cfg.join, err)
 		return exitFailed
 	}
+	fmt.Fprintf(stderr, "allreduce-bench: joined group %q at epoch %d: rank %d of %d\n", jc.Group, comm.Epoch(), comm.Rank(), comm.Size())
+	if cfg.elastic() {
+		return runElastic(ctx, cfg, comm, stdout, stderr)
+	}
 	cfg.rank = comm.Rank()
 	var rep *report
 	if comm.Rank() == 0 {
-		rep = newReport(cfg, cfg.np, fmt.Sprintf("quic/mTLS, joined by gossip (%d workers)", cfg.np), stdout)
+		rep = newReport(cfg, cfg.np, fmt.Sprintf("%s, joined by gossip (%d workers)", comm.DataPath(), cfg.np), stdout)
 	}
 	wrong, err := runRank(ctx, cfg, comm, rep)
 	_ = comm.Close()

@@ -138,7 +138,9 @@ func runLauncher(cfg *config, args []string, stdout, stderr io.Writer) int {
 			break
 		}
 	}
+	stopStatus := forwardStatus(l.children) // SIGUSR1 reaches the ranks (status.go)
 	l.watch(sigs)
+	stopStatus()
 	_ = l.table.Close()
 	switch {
 	case l.interrupted != nil:

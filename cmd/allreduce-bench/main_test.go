@@ -228,11 +228,14 @@ func TestEveryOp(t *testing.T) {
 		{"reducescatter", []string{"-o", "max", "-chunk", "4K"}, "max", -1},
 		{"sendrecv", nil, "none", -1},
 	}
-	for _, mode := range [][]string{{"-np", "4"}, {"-inproc", "-np", "4"}} {
+	for _, mode := range [][]string{{"-np", "4"}, {"-np", "4", "-transport", "quic"}, {"-inproc", "-np", "4"}} {
 		for _, tc := range cases {
-			name := "quic/" + tc.op
-			if mode[0] == "-inproc" {
+			name := "shm/" + tc.op
+			switch {
+			case mode[0] == "-inproc":
 				name = "inproc/" + tc.op
+			case len(mode) > 2:
+				name = "quic/" + tc.op
 			}
 			t.Run(name, func(t *testing.T) {
 				args := append(append(append([]string{}, mode...), "-op", tc.op), small...)
@@ -243,9 +246,12 @@ func TestEveryOp(t *testing.T) {
 						t.Errorf("redop %s root %d, want %s and %d", row.redop, row.root, tc.redop, tc.root)
 					}
 				}
-				transport := "quic/mTLS"
-				if mode[0] == "-inproc" {
+				transport := "shared memory"
+				switch {
+				case mode[0] == "-inproc":
 					transport = "inproc"
+				case len(mode) > 2:
+					transport = "QUIC"
 				}
 				if !strings.Contains(r.stdout, "transport "+transport) {
 					t.Errorf("the header does not name the transport %s:\n%s", transport, r.stdout)
@@ -413,7 +419,7 @@ func TestJSON(t *testing.T) {
 	if rep.Version != version || rep.Op != "reduce" || rep.Ranks != 2 || !rep.OK || rep.WrongTotal != 0 {
 		t.Errorf("header: %+v", rep.header)
 	}
-	if !strings.Contains(rep.Transport, "quic") || !strings.Contains(rep.Flags, "-json "+file) {
+	if !strings.Contains(rep.Transport, "shared memory") || !strings.Contains(rep.Flags, "-json "+file) {
 		t.Errorf("transport %q, flags %q", rep.Transport, rep.Flags)
 	}
 	if len(rep.Rows) != len(rows) {

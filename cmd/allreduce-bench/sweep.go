@@ -30,9 +30,16 @@ func (o opKind) split() bool { return o == opAllGather || o == opGather || o == 
 // where the op splits the size among ranks). Sizes that round to zero
 // elements are skipped, except the size 0 itself when -b is 0.
 func sweepRows(cfg *config, n int) []rowSpec {
+	rows, _ := sweepPlan(cfg, n)
+	return rows
+}
+
+// sweepPlan is sweepRows with, for each row, the position of the size it
+// came from in the sequence -b, -b×f, ...: a name for the row that does
+// not depend on n, for an elastic group to resume a sweep at.
+func sweepPlan(cfg *config, n int) (rows []rowSpec, step []int) {
 	es := cfg.dt.size()
-	var rows []rowSpec
-	for s := cfg.minBytes; s <= cfg.maxBytes; {
+	for s, k := cfg.minBytes, 0; s <= cfg.maxBytes; k++ {
 		count := s / es
 		bytes := count * es
 		if cfg.op.split() {
@@ -41,17 +48,18 @@ func sweepRows(cfg *config, n int) []rowSpec {
 		}
 		if count > 0 || s == 0 {
 			rows = append(rows, rowSpec{bytes: bytes, count: count})
+			step = append(step, k)
 		}
 		switch {
 		case s == 0:
 			s = es
 		case s > cfg.maxBytes/cfg.factor:
-			return rows
+			return rows, step
 		default:
 			s *= cfg.factor
 		}
 	}
-	return rows
+	return rows, step
 }
 
 // lens gives the element counts of the src and dst buffers one rank uses
@@ -116,6 +124,7 @@ type rankRun struct {
 // It returns the number of wrong elements summed over all ranks.
 func runRank(ctx context.Context, cfg *config, comm *collective.Communicator, rep *report) (int64, error) {
 	r := &rankRun{cfg: cfg, comm: comm, rep: rep}
+	defer watchStatus(comm, os.Stderr)() // SIGUSR1 prints comm.Status (status.go)
 	if cfg.dt == float64T {
 		return sweep[float64](ctx, r)
 	}
@@ -123,19 +132,8 @@ func runRank(ctx context.Context, cfg *config, comm *collective.Communicator, re
 }
 
 func sweep[T float](ctx context.Context, r *rankRun) (int64, error) {
-	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
-	rows := sweepRows(cfg, n)
-	// Buffers for the largest row, allocated and touched once, before any
-	// timing, so that no row pays for fresh pages.
-	var srcMax, dstMax int64
-	for _, row := range rows {
-		s, d := cfg.op.lens(row, n, rank, cfg.root)
-		srcMax, dstMax = max(srcMax, s), max(dstMax, d)
-	}
-	src, dst := make([]T, srcMax), make([]T, dstMax)
-	fill(src, 1)
-	fill(dst, 1)
-	stat := make([]float64, 1)
+	rows := sweepRows(r.cfg, r.comm.Size())
+	src, dst := sweepBuffers[T](r, rows)
 	var wrongTotal int64
 	if r.rep != nil {
 		// Fail now rather than after the sweep if -json or -plot cannot be
@@ -146,63 +144,12 @@ func sweep[T float](ctx context.Context, r *rankRun) (int64, error) {
 		r.rep.start(rows)
 	}
 	for _, row := range rows {
-		call := makeCall(ctx, r, row, src, dst)
-		// Timing inputs are fixed points of the operator (0 for sum, 1
-		// otherwise), so repeated in-place reductions never drift into
-		// infinities or slow subnormal numbers.
-		s, d := cfg.op.lens(row, n, rank, cfg.root)
-		v := T(1)
-		if cfg.op.reduces() && cfg.redop == collective.Sum {
-			v = 0
-		}
-		fill(src[:s], v)
-		fill(dst[:d], v)
-		for range cfg.warmup {
-			if err := call(); err != nil {
-				return 0, err
-			}
-		}
-		if err := r.comm.Barrier(ctx); err != nil {
+		res, err := runRow(ctx, r, row, src, dst)
+		if err != nil {
 			return 0, err
 		}
-		t0 := time.Now()
-		for range cfg.iters {
-			if err := call(); err != nil {
-				return 0, err
-			}
-		}
-		stat[0] = time.Since(t0).Seconds() / float64(cfg.iters)
-		// The slowest rank's mean is the row's time.
-		if err := r.comm.AllReduce(ctx, stat, collective.Max); err != nil {
-			return 0, err
-		}
-		res := rowResult{Size: row.bytes, Count: row.count, Type: cfg.dt.ncclName(), Redop: "none", Root: -1, TimeUS: stat[0] * 1e6}
-		if cfg.op.reduces() {
-			res.Redop = cfg.redop.String()
-		}
-		if cfg.op.hasRoot() {
-			res.Root = cfg.root
-		}
-		res.Algorithm = "?"
-		if ch, err := r.comm.Explain(cfg.op.String(), int(cfg.dt.size()), int(row.count)); err == nil {
-			res.Algorithm, res.Reason = ch.Name, ch.Reason
-		}
-		if stat[0] > 0 {
-			res.AlgBW = float64(row.bytes) / stat[0] / 1e9
-			res.BusBW = res.AlgBW * cfg.op.busFactor(n)
-		}
-		if cfg.check {
-			wrong, err := check(ctx, r, row, src[:s], dst[:d], call)
-			if err != nil {
-				return 0, err
-			}
-			stat[0] = float64(wrong)
-			if err := r.comm.AllReduce(ctx, stat, collective.Sum); err != nil {
-				return 0, err
-			}
-			total := int64(stat[0])
-			res.Wrong = &total
-			wrongTotal += total
+		if res.Wrong != nil {
+			wrongTotal += *res.Wrong
 		}
 		if r.rep != nil {
 			r.rep.row(res)
@@ -212,6 +159,88 @@ func sweep[T float](ctx context.Context, r *rankRun) (int64, error) {
 		r.rep.finish(wrongTotal)
 	}
 	return wrongTotal, nil
+}
+
+// sweepBuffers allocates this rank's buffers for the largest of rows and
+// touches them once, before any timing, so that no row pays for fresh
+// pages.
+func sweepBuffers[T float](r *rankRun, rows []rowSpec) (src, dst []T) {
+	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
+	var srcMax, dstMax int64
+	for _, row := range rows {
+		s, d := cfg.op.lens(row, n, rank, cfg.root)
+		srcMax, dstMax = max(srcMax, s), max(dstMax, d)
+	}
+	src, dst = make([]T, srcMax), make([]T, dstMax)
+	fill(src, 1)
+	fill(dst, 1)
+	return src, dst
+}
+
+// runRow measures one size: warm-up, a barrier, the timed iterations, the
+// slowest rank's mean time, and with -c the check, its wrong elements
+// summed over the ranks. Every rank gets the same result.
+func runRow[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T) (rowResult, error) {
+	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
+	stat := make([]float64, 1)
+	call := makeCall(ctx, r, row, src, dst)
+	// Timing inputs are fixed points of the operator (0 for sum, 1
+	// otherwise), so repeated in-place reductions never drift into
+	// infinities or slow subnormal numbers.
+	s, d := cfg.op.lens(row, n, rank, cfg.root)
+	v := T(1)
+	if cfg.op.reduces() && cfg.redop == collective.Sum {
+		v = 0
+	}
+	fill(src[:s], v)
+	fill(dst[:d], v)
+	for range cfg.warmup {
+		if err := call(); err != nil {
+			return rowResult{}, err
+		}
+	}
+	if err := r.comm.Barrier(ctx); err != nil {
+		return rowResult{}, err
+	}
+	t0 := time.Now()
+	for range cfg.iters {
+		if err := call(); err != nil {
+			return rowResult{}, err
+		}
+	}
+	stat[0] = time.Since(t0).Seconds() / float64(cfg.iters)
+	// The slowest rank's mean is the row's time.
+	if err := r.comm.AllReduce(ctx, stat, collective.Max); err != nil {
+		return rowResult{}, err
+	}
+	res := rowResult{Size: row.bytes, Count: row.count, Type: cfg.dt.ncclName(), Redop: "none", Root: -1, TimeUS: stat[0] * 1e6}
+	if cfg.op.reduces() {
+		res.Redop = cfg.redop.String()
+	}
+	if cfg.op.hasRoot() {
+		res.Root = cfg.root
+	}
+	res.Algorithm = "?"
+	if ch, err := r.comm.Explain(cfg.op.String(), int(cfg.dt.size()), int(row.count)); err == nil {
+		res.Algorithm, res.Reason = ch.Name, ch.Reason
+	}
+	if stat[0] > 0 {
+		res.AlgBW = float64(row.bytes) / stat[0] / 1e9
+		res.BusBW = res.AlgBW * cfg.op.busFactor(n)
+	}
+	if cfg.check {
+		wrong, err := check(ctx, r, row, src[:s], dst[:d], call)
+		if err != nil {
+			return rowResult{}, err
+		}
+		stat[0] = float64(wrong)
+		if err := r.comm.AllReduce(ctx, stat, collective.Sum); err != nil {
+			return rowResult{}, err
+		}
+		total := int64(stat[0])
+		res.Wrong = &total
+	}
+	return res, nil
 }
 
 // makeCall returns a function that runs the row's collective once on this

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/ringo-ml/ringo/collective"
@@ -73,6 +75,7 @@ func runWorker(ctx context.Context, cfg *config, stdin io.Reader, stdout, stderr
 		TLS:        tlsConf,
 		Conn:       conn,
 		Algorithm:  cfg.algo,
+		Transport:  cfg.tport,
 		ChunkBytes: int(cfg.chunk),
 		Timeout:    cfg.opTimeout(),
 	})
@@ -81,9 +84,22 @@ func runWorker(ctx context.Context, cfg *config, stdin io.Reader, stdout, stderr
 	}
 	var rep *report
 	if cfg.rank == 0 {
-		rep = newReport(cfg, cfg.np, fmt.Sprintf("quic/mTLS (%d processes on 127.0.0.1)", cfg.np), stdout)
+		rep = newReport(cfg, cfg.np, fmt.Sprintf("%s (%d processes on 127.0.0.1, QUIC/mTLS between them)", comm.DataPath(), cfg.np), stdout)
+	}
+	stopProf, err := startProfile(cfg)
+	if err != nil {
+		_ = comm.Close()
+		return fail("%v", err)
 	}
 	wrong, err := runRank(ctx, cfg, comm, rep)
+	stopProf()
+	if err == nil {
+		// The largest rank's peak resident memory, for the memory budget
+		// (docs/performance.md): one more collective, after the sweep.
+		if rss := []float64{peakRSS()}; comm.AllReduce(ctx, rss, collective.Max) == nil && rep != nil && rss[0] > 0 {
+			fmt.Fprintf(stdout, "# Peak RSS per rank    : %.0f MiB (the largest of the %d ranks)\n", rss[0]/(1<<20), cfg.np)
+		}
+	}
 	_ = comm.Close()
 	if err != nil {
 		return fail("%v", err)
@@ -124,4 +140,23 @@ func readGroup(ctx context.Context, stdin io.Reader) (*groupMsg, error) {
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
 	}
+}
+
+// startProfile starts this rank's CPU profile when -cpuprofile is set.
+func startProfile(cfg *config) (stop func(), err error) {
+	if cfg.cpuProf == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(fmt.Sprintf("%s.rank%d", cfg.cpuProf, cfg.rank))
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
