@@ -8,11 +8,12 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"strconv"
 	goruntime "runtime"
+	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/ringo-ml/ringo/internal/reduce"
 	"github.com/ringo-ml/ringo/internal/shm"
 	"github.com/ringo-ml/ringo/internal/wire"
 	"github.com/ringo-ml/ringo/ring"
@@ -152,7 +153,9 @@ type shmGroup struct {
 	fp      [][2][3]*uint64
 	in, out [2][][]byte // [slot][rank]
 	win     int
-	slot    uint64 // windows run so far: a window uses slot%2
+	slot    uint64      // windows run so far: a window uses slot%2
+	v32     [][]float32 // views of the input areas for the n-ary kernels
+	v64     [][]float64
 
 	stop atomic.Bool // the communicator failed or closed
 
@@ -277,7 +280,7 @@ func newShmGroup(segs []*shm.Segment, rank int) *shmGroup {
 	n := len(segs)
 	g := &shmGroup{segs: segs, win: shmWindow,
 		ctr: make([]*uint32, n), waiters: make([]*uint32, n), abort: make([]*uint32, n),
-		fp: make([][2][3]*uint64, n)}
+		fp: make([][2][3]*uint64, n), v32: make([][]float32, n), v64: make([][]float64, n)}
 	for s := range 2 {
 		g.in[s], g.out[s] = make([][]byte, n), make([][]byte, n)
 	}
@@ -631,12 +634,24 @@ func part(m, n, j int) (lo, hi int) {
 }
 
 // reduceInto sets dst to the reduction, in rank order, of bytes [lo, hi)
-// of every rank's input area.
+// of every rank's input area, in one pass over memory (the same bits as
+// copying the first input and reducing each further one into it).
 func (r *shmRun) reduceInto(dst []byte, in [][]byte, lo, hi int) {
-	copy(dst, in[0][lo:hi])
-	for j := 1; j < len(in); j++ {
-		reduceBytes(r.o.hdr.DType, r.o.kernel, dst, in[j][lo:hi])
+	if hi <= lo {
+		return
 	}
+	g := r.g
+	if r.o.hdr.DType == wire.Float64 {
+		for j := range in {
+			g.v64[j] = asF64(in[j][lo:hi])
+		}
+		reduce.Reduce64(r.o.kernel, asF64(dst), g.v64)
+		return
+	}
+	for j := range in {
+		g.v32[j] = asF32(in[j][lo:hi])
+	}
+	reduce.Reduce32(r.o.kernel, asF32(dst), g.v32)
 }
 
 // shmReport says where a shared-memory operation was when it ran out of

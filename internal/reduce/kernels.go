@@ -15,6 +15,65 @@ import (
 
 type float interface{ float32 | float64 }
 
+// scalar32 and scalar64 are the portable binary kernels: dst ⊕= src with
+// len(src) == len(dst). They are what Float32 and Float64 run in the
+// default build, and the fallback of the SIMD build on CPUs without AVX2.
+func scalar32(op Op, dst, src []float32) {
+	switch op {
+	case Sum:
+		sum32(dst, src)
+	case Prod:
+		prodUnroll4(dst, src)
+	case Min:
+		minUnroll4(dst, src)
+	case Max:
+		maxUnroll4(dst, src)
+	default:
+		panic(invalidOp(op))
+	}
+}
+
+func scalar64(op Op, dst, src []float64) {
+	switch op {
+	case Sum:
+		sum64(dst, src)
+	case Prod:
+		prodUnroll4(dst, src)
+	case Min:
+		minUnroll4(dst, src)
+	case Max:
+		maxUnroll4(dst, src)
+	default:
+		panic(invalidOp(op))
+	}
+}
+
+// tileBytes is the size of the dst tile of tiled: 8 KiB, so that the tile
+// and the matching tile of the input being folded in (16 KiB together) stay
+// in a 32 KiB L1 data cache; 16 KiB measures the same, 2 and 4 KiB are
+// slower (the per-tile calls), and so is 64 KiB for short vectors (see
+// BenchmarkReduceTile).
+const tileBytes = 8 << 10
+
+// tiled computes the n-ary reduction (len(srcs) >= 1, every input as long
+// as dst) tile by tile: it copies a tile of srcs[0] into dst and folds the
+// matching tile of srcs[1], srcs[2], ... into it with the binary kernel, so
+// that dst's tile is read and written in L1 rather than once per input from
+// memory. Each element sees exactly the operations, in the same order, of
+// copy(dst, srcs[0]) followed by one kernel pass per further input.
+func tiled[F float](op Op, dst []F, srcs [][]F, tile int, kernel func(Op, []F, []F)) {
+	n := len(dst)
+	s0, rest := srcs[0], srcs[1:]
+	for lo := 0; lo < n; lo += tile {
+		hi := min(lo+tile, n)
+		d := dst[lo:hi]
+		copy(d, s0[lo:hi])
+		for _, s := range rest {
+			kernel(op, d, s[lo:hi])
+		}
+	}
+}
+
 // Below these lengths the plain Go loops beat the gonum assembly, whose
 // fixed cost (argument checks, alignment prologue, the microcoded LOOP
 // instruction in its tails) is 15-20 ns; see BenchmarkCutoff.

@@ -54,18 +54,7 @@ func Float32(op Op, dst, src []float32) {
 	if len(dst) != len(src) {
 		panic(errLength)
 	}
-	switch op {
-	case Sum:
-		sum32(dst, src)
-	case Prod:
-		prodUnroll4(dst, src)
-	case Min:
-		minUnroll4(dst, src)
-	case Max:
-		maxUnroll4(dst, src)
-	default:
-		panic(invalidOp(op))
-	}
+	binary32(op, dst, src)
 }
 
 // Float64 sets dst[i] = dst[i] ⊕ src[i] for all i, where ⊕ is op.
@@ -76,18 +65,7 @@ func Float64(op Op, dst, src []float64) {
 	if len(dst) != len(src) {
 		panic(errLength)
 	}
-	switch op {
-	case Sum:
-		sum64(dst, src)
-	case Prod:
-		prodUnroll4(dst, src)
-	case Min:
-		minUnroll4(dst, src)
-	case Max:
-		maxUnroll4(dst, src)
-	default:
-		panic(invalidOp(op))
-	}
+	binary64(op, dst, src)
 }
 
 // Div32 sets dst[i] = dst[i] / n for all i. It divides (rather than
@@ -97,3 +75,39 @@ func Div32(dst []float32, n float32) { divUnroll4(dst, n) }
 
 // Div64 sets dst[i] = dst[i] / n for all i. See Div32.
 func Div64(dst []float64, n float64) { div64(dst, n) }
+
+const errNoInputs = "reduce: no inputs"
+
+// Reduce32 sets dst[i] = ((srcs[0][i] ⊕ srcs[1][i]) ⊕ srcs[2][i]) ⊕ ...
+// for all i, where ⊕ is op: exactly the bits that copy(dst, srcs[0])
+// followed by Float32(op, dst, srcs[k]) for k = 1, 2, ... in turn would
+// leave, but in one pass over memory that reads each input once and writes
+// dst once. It panics if srcs is empty ("reduce: no inputs"), if any input's
+// length differs from len(dst) ("reduce: slice lengths do not match") or if
+// op is not Valid. dst may be the same slice as srcs[0] but must not
+// otherwise overlap any input; the inputs may overlap each other.
+func Reduce32(op Op, dst []float32, srcs [][]float32) {
+	checkN(op, len(dst), srcs)
+	reduceN32(op, dst, srcs)
+}
+
+// Reduce64 sets dst[i] = ((srcs[0][i] ⊕ srcs[1][i]) ⊕ srcs[2][i]) ⊕ ...
+// for all i, where ⊕ is op. See Reduce32.
+func Reduce64(op Op, dst []float64, srcs [][]float64) {
+	checkN(op, len(dst), srcs)
+	reduceN64(op, dst, srcs)
+}
+
+func checkN[F float](op Op, n int, srcs [][]F) {
+	if len(srcs) == 0 {
+		panic(errNoInputs)
+	}
+	for _, s := range srcs {
+		if len(s) != n {
+			panic(errLength)
+		}
+	}
+	if !op.Valid() {
+		panic(invalidOp(op))
+	}
+}

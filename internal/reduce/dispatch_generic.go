@@ -1,0 +1,18 @@
+//go:build !(goexperiment.simd && amd64)
+
+package reduce
+
+// The default build: the portable kernels of kernels.go on every
+// architecture. The SIMD build (simd_amd64.go) replaces these functions.
+
+func binary32(op Op, dst, src []float32) { scalar32(op, dst, src) }
+
+func binary64(op Op, dst, src []float64) { scalar64(op, dst, src) }
+
+func reduceN32(op Op, dst []float32, srcs [][]float32) {
+	tiled(op, dst, srcs, tileBytes/4, scalar32)
+}
+
+func reduceN64(op Op, dst []float64, srcs [][]float64) {
+	tiled(op, dst, srcs, tileBytes/8, scalar64)
+}
