@@ -350,6 +350,11 @@ func (c *Communicator) runShm(ctx context.Context, o *opState, timeout time.Dura
 	g.window.Store(0)
 	g.phase.Store(0)
 	g.waitRank.Store(-1)
+	if err := ctx.Err(); err != nil {
+		// Already over: fail before publishing anything, as the network
+		// path does, rather than race the watcher.
+		return context.Cause(ctx)
+	}
 	c.watchJobs <- watchJob{ctx: ctx, o: o, timeout: timeout}
 	r := shmRun{c: c, g: g, o: o, base: atomic.LoadUint32(g.ctr[c.rank])}
 	err := r.exec()
@@ -441,16 +446,18 @@ func (r *shmRun) stopped(j int) error {
 		return r.c.stopCause()
 	}
 	if code := atomic.LoadUint32(r.g.abort[j]); code != 0 {
-		if wire.Code(code) == wire.CodeClosed {
-			return fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, j)
-		}
-		// The abort frame on the control stream says why; give it a moment.
+		// The abort frame on the control stream says why (a rank that
+		// closed, or one that failed for a reason of its own or passes on
+		// another's); give it a moment.
 		deadline := time.Now().Add(200 * time.Millisecond)
 		for time.Now().Before(deadline) {
 			if err := r.c.stopCause(); err != nil {
 				return err
 			}
 			time.Sleep(time.Millisecond)
+		}
+		if wire.Code(code) == wire.CodeClosed {
+			return fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, j)
 		}
 		return fmt.Errorf("%w: rank %d aborted the operation (%s)", ErrAborted, j, wire.Code(code))
 	}
