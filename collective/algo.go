@@ -323,20 +323,27 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 	gamma /= float64(4 * bulk)
 	m := make([]float64, 3+4*len(allReduceScheds))
 	m[0], m[1], m[2] = alpha, beta, gamma
-	for i, name := range allReduceScheds {
-		opt := CallOption{sched: name}
-		ts, err := median(5, func() error { return c.AllReduce(ctx, rbuf[:small], Sum, opt) })
-		if err != nil {
-			return err
+	// The schedules take turns, round by round, and each keeps its fastest
+	// run: a burst of load from elsewhere then slows one round of every
+	// schedule rather than all the runs of one, which would bias the
+	// choice between them.
+	var t [3][len(allReduceScheds)]float64 // [size point][schedule]
+	for p, pt := range []struct{ elems, rounds int }{{small, 5}, {bulk, 3}, {large, 3}} {
+		for i := range t[p] {
+			t[p][i] = math.Inf(1)
 		}
-		tb, err := median(3, func() error { return c.AllReduce(ctx, rbuf[:bulk], Sum, opt) })
-		if err != nil {
-			return err
+		for range pt.rounds {
+			for i, name := range allReduceScheds {
+				t0 := time.Now()
+				if err := c.AllReduce(ctx, rbuf[:pt.elems], Sum, CallOption{sched: name}); err != nil {
+					return err
+				}
+				t[p][i] = min(t[p][i], time.Since(t0).Seconds())
+			}
 		}
-		tl, err := median(2, func() error { return c.AllReduce(ctx, rbuf, Sum, opt) })
-		if err != nil {
-			return err
-		}
+	}
+	for i := range allReduceScheds {
+		ts, tb, tl := t[0][i], t[1][i], t[2][i]
 		per := max(tb-ts, 1e-12) / float64(4*(bulk-small))
 		m[3+4*i], m[4+4*i] = max(ts-per*4*small, 0), per
 		per2 := max(tl-tb, 1e-12) / float64(4*(large-bulk))

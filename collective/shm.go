@@ -107,6 +107,7 @@ const (
 	shmHeader   = 4096
 	shmSleep    = 2 * time.Millisecond  // longest futex sleep between checks
 	shmProbe    = 50 * time.Millisecond // liveness probe interval while sleeping
+	shmLocalNap = 20 * time.Microsecond // sleep between polls of a peer in this process
 	shmRecWords = 4                     // float64 words of a segment's announcement
 
 	offCtr     = 64
@@ -416,6 +417,12 @@ func (r *shmRun) wait(j int, target uint32) error {
 			// process), then other processes (ranks outnumbering cores).
 			goruntime.Gosched()
 			shm.Yield()
+		case g.segs[j].Local:
+			// The peer is a goroutine of this process: sleeping in the
+			// kernel would hold this thread's processor from it until the
+			// runtime noticed; a short Go sleep hands it over at once.
+			goruntime.Gosched()
+			time.Sleep(shmLocalNap)
 		default:
 			now := time.Now()
 			if lastProbe.IsZero() {

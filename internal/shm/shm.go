@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -53,8 +54,23 @@ type Segment struct {
 	// Mem is the mapping, Size bytes. The first TokenLen bytes hold Token.
 	Mem []byte
 
+	// Local reports that the segment's owner is this process (ranks that
+	// are goroutines of one process): a waiter then does better to let
+	// the Go scheduler run the owner than to block a thread in the kernel.
+	Local bool
+
 	owner bool
 	f     *os.File
+}
+
+// created holds the names of the segments this process owns.
+var created sync.Map
+
+func register(name string)   { created.Store(name, true) }
+func deregister(name string) { created.Delete(name) }
+func isLocal(name string) bool {
+	_, ok := created.Load(name)
+	return ok
 }
 
 // Size is the mapping's length.

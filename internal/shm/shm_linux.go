@@ -62,6 +62,7 @@ func Create(size int) (*Segment, error) {
 		return fail(fmt.Errorf("shm: token: %w", err))
 	}
 	copy(mem, s.Token[:])
+	register(name)
 	return s, nil
 }
 
@@ -105,7 +106,7 @@ func Open(name string, token [TokenLen]byte, size int) (*Segment, error) {
 		_ = syscall.Munmap(mem)
 		return fail(fmt.Errorf("shm: %s holds another token: not the segment the peer announced", name))
 	}
-	return &Segment{Name: name, Token: token, Mem: mem, f: f}, nil
+	return &Segment{Name: name, Token: token, Mem: mem, f: f, Local: isLocal(name)}, nil
 }
 
 // Unlink removes the segment's file; mappings stay valid. Only the owner
@@ -131,6 +132,7 @@ func (s *Segment) Close() error {
 	}
 	if s.owner {
 		_ = s.Unlink()
+		deregister(s.Name)
 	}
 	if s.f != nil {
 		err = errors.Join(err, s.f.Close())

@@ -43,6 +43,9 @@ func TestCreateOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	if !p.Local {
+		t.Error("a segment this process created does not open as Local")
+	}
 	s.Mem[100] = 42
 	if p.Mem[100] != 42 {
 		t.Fatal("a write through the owner's mapping is not visible through the peer's")
