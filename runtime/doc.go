@@ -61,4 +61,19 @@
 // queued and exit when the queue is empty, each actor has one goroutine
 // until it stops, and Close (or Shutdown with a deadline) stops them all.
 // A future completes only once its work has stopped running.
+//
+// # Remote workers
+//
+// The same model across processes. Functions (Register) and actor types
+// (RegisterActor, RegisterMethod) are registered by name in every process
+// at start-up; worker processes call Serve, and a driver calls Connect to
+// reach them through package rendezvous and authenticated QUIC. A remote
+// call (RemoteFunc.Remote, ActorClass.Spawn, Method.Remote) names what to
+// run and carries arguments encoded by a registered, size-bounded Codec;
+// nothing received is run as code, and an unknown name, a type mismatch
+// or an oversized value is an error. Placement tells which worker ran a
+// task. A lost worker's tasks fail with ErrWorkerLost and retry elsewhere
+// under MaxRetries; its actors restart on another worker under
+// MaxRestarts, as they would locally. docs/runtime.md compares every call
+// with Ray's.
 package runtime
