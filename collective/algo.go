@@ -207,8 +207,22 @@ func (c *Communicator) choose(op wire.Op, algo Algorithm, bytes int, sched strin
 			}
 		}
 	}
+	if algo == Auto && pick.algo != Ring {
+		// Within ringMargin of the ring, take the ring: the estimates are
+		// that close only where the schedules' costs cross, and there the
+		// ring's steady pipeline varies least from run to run.
+		for _, x := range cands {
+			if x.algo == Ring && x.t <= pick.t*(1+ringMargin) {
+				pick = x
+			}
+		}
+	}
 	return Choice{Algorithm: pick.algo, Name: pick.name, Estimate: dur(pick.t)}, nil
 }
+
+// ringMargin is how much faster than the ring a tree must be estimated to
+// be for Auto to choose it.
+const ringMargin = 0.05
 
 // explain is choose with the reason spelt out.
 func (c *Communicator) explain(op wire.Op, algo Algorithm, bytes int) (Choice, error) {
@@ -236,6 +250,9 @@ func (c *Communicator) explain(op wire.Op, algo Algorithm, bytes int) (Choice, e
 			fmt.Fprintf(&b, "%s %v", x.name, dur(x.t))
 		}
 		ch.Reason = b.String() + " (" + c.costs.String() + ")"
+		if l := cs.list(); ch.Algorithm == Ring && len(l) > 0 && l[0].algo != Ring {
+			ch.Reason += fmt.Sprintf("; the ring is within %.0f%% of the fastest, so the ring", ringMargin*100)
+		}
 	case ch.Algorithm != algo:
 		ch.Reason = fmt.Sprintf("%s has no %s schedule", op, algo)
 	default:
@@ -323,23 +340,28 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 	gamma /= float64(4 * bulk)
 	m := make([]float64, 3+4*len(allReduceScheds))
 	m[0], m[1], m[2] = alpha, beta, gamma
-	// The schedules take turns, round by round, and each keeps its fastest
-	// run: a burst of load from elsewhere then slows one round of every
-	// schedule rather than all the runs of one, which would bias the
-	// choice between them.
+	// Each schedule runs once unmeasured, to bring its links up to speed
+	// (a QUIC connection left idle while other schedules ran restarts
+	// slowly), then a few measured runs, and keeps its median: a schedule
+	// whose time varies a lot from run to run (the double binary tree
+	// when its halves are one chunk each) is judged by a typical run, not
+	// its luckiest.
 	var t [3][len(allReduceScheds)]float64 // [size point][schedule]
-	for p, pt := range []struct{ elems, rounds int }{{small, 5}, {bulk, 3}, {large, 3}} {
-		for i := range t[p] {
-			t[p][i] = math.Inf(1)
-		}
-		for range pt.rounds {
-			for i, name := range allReduceScheds {
+	var runs []float64
+	for p, pt := range []struct{ elems, reps int }{{small, 5}, {bulk, 3}, {large, 3}} {
+		for i, name := range allReduceScheds {
+			runs = runs[:0]
+			for rep := range pt.reps + 1 {
 				t0 := time.Now()
 				if err := c.AllReduce(ctx, rbuf[:pt.elems], Sum, CallOption{sched: name}); err != nil {
 					return err
 				}
-				t[p][i] = min(t[p][i], time.Since(t0).Seconds())
+				if rep > 0 {
+					runs = append(runs, time.Since(t0).Seconds())
+				}
 			}
+			slices.Sort(runs)
+			t[p][i] = runs[len(runs)/2]
 		}
 	}
 	for i := range allReduceScheds {
