@@ -346,6 +346,16 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 	// whose time varies a lot from run to run (the double binary tree
 	// when its halves are one chunk each) is judged by a typical run, not
 	// its luckiest.
+	// First every schedule moves the largest size once, so that every
+	// link any of them uses has carried a bulk transfer before anything is
+	// timed: fresh QUIC connections start with small windows, and
+	// whichever schedule ran later would otherwise inherit links the
+	// earlier ones had warmed.
+	for _, name := range allReduceScheds {
+		if err := c.AllReduce(ctx, rbuf, Sum, CallOption{sched: name}); err != nil {
+			return err
+		}
+	}
 	var t [3][len(allReduceScheds)]float64 // [size point][schedule]
 	var runs []float64
 	for p, pt := range []struct{ elems, reps int }{{small, 5}, {bulk, 3}, {large, 3}} {

@@ -218,23 +218,34 @@ func (c *Communicator) acceptTCP(ctx context.Context, l *transport.Link, fail fu
 	}
 }
 
-func (c *Communicator) dialTCP(ctx context.Context, l *transport.Link, fail func(error) error) error {
-	var head [len(tcpMagic) + 1]byte
-	if _, err := io.ReadFull(l.Data, head[:]); err != nil {
-		return fail(fmt.Errorf("reading the offer: %w", err))
+// readTCPOffer reads and checks an offer: the magic, an address of at
+// most 255 bytes that parses as host:port, and two tokens. It reads at
+// most 4+1+255+64 bytes and allocates only the address.
+func readTCPOffer(r io.Reader) (addr string, tokA, tokD tcpToken, err error) {
+	var buf [len(tcpMagic) + 1 + tcpMaxAddr + 2*tcpTokenLen]byte
+	head := buf[:len(tcpMagic)+1]
+	if _, err := io.ReadFull(r, head); err != nil {
+		return "", tokA, tokD, fmt.Errorf("reading it: %w", err)
 	}
 	if string(head[:len(tcpMagic)]) != tcpMagic {
-		return fail(fmt.Errorf("%w: rank %d's offer does not start with %q", ErrProtocol, l.Peer, tcpMagic))
+		return "", tokA, tokD, fmt.Errorf("%w: it does not start with %q", ErrProtocol, tcpMagic)
 	}
-	rest := make([]byte, int(head[len(tcpMagic)])+2*tcpTokenLen) // at most 255+64 bytes
-	if _, err := io.ReadFull(l.Data, rest); err != nil {
-		return fail(fmt.Errorf("reading the offer: %w", err))
+	n := int(head[len(tcpMagic)])
+	rest := buf[len(head) : len(head)+n+2*tcpTokenLen]
+	if _, err := io.ReadFull(r, rest); err != nil {
+		return "", tokA, tokD, fmt.Errorf("reading it: %w", err)
 	}
-	n := len(rest) - 2*tcpTokenLen
-	addr := string(rest[:n])
-	tokA, tokD := tcpToken(rest[n:n+tcpTokenLen]), tcpToken(rest[n+tcpTokenLen:])
+	addr = string(rest[:n])
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fail(fmt.Errorf("%w: rank %d offered the address %q: %v", ErrProtocol, l.Peer, addr, err))
+		return "", tokA, tokD, fmt.Errorf("%w: the address %q: %v", ErrProtocol, addr, err)
+	}
+	return addr, tcpToken(rest[n : n+tcpTokenLen]), tcpToken(rest[n+tcpTokenLen:]), nil
+}
+
+func (c *Communicator) dialTCP(ctx context.Context, l *transport.Link, fail func(error) error) error {
+	addr, tokA, tokD, err := readTCPOffer(l.Data)
+	if err != nil {
+		return fail(fmt.Errorf("rank %d's offer: %w", l.Peer, err))
 	}
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
