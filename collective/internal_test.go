@@ -139,13 +139,15 @@ func TestZeroAllocsShm(t *testing.T) {
 	if comms[0].shm == nil {
 		t.Fatal("not on shared memory")
 	}
-	expectNoAllocs(t, comms, 1<<20, 100)
+	expectNoAllocs(t, comms, 1<<20, 1000)
 }
 
 // expectNoAllocs runs a float32 sum AllReduce of n elements on two ranks
-// and fails if it allocates once warm (averaged over runs calls: the
-// runtime's own occasional allocations, such as a new thread, stay below
-// one per call).
+// and fails if it allocates once warm. The count is process-wide and
+// averaged over runs calls: the QUIC control links' own background work
+// (acknowledgements, path-MTU probes in their first seconds) and the
+// runtime's occasional allocations (a new thread) stay below one per call
+// over enough calls, while one allocation per call would not.
 func expectNoAllocs(t *testing.T, comms []*Communicator, n, runs int) {
 	t.Helper()
 	ctx := context.Background()
