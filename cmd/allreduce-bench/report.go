@@ -186,10 +186,22 @@ func (r *report) algoSummary() string {
 func (r *report) finish(wrong int64) {
 	if len(r.rows) > 0 {
 		fmt.Fprintf(r.w, "# Algorithm by size (B): %s\n", r.algoSummary())
-		for _, row := range r.rows {
-			if row.Reason != "" && row.Reason != "forced" {
-				fmt.Fprintf(r.w, "#   %12d B: %s\n", row.Size, row.Reason)
+		// One line per size, or per run of sizes with the same reason
+		// (the shared-memory engine gives the same one at every size).
+		for i := 0; i < len(r.rows); {
+			row := r.rows[i]
+			j := i + 1
+			for j < len(r.rows) && r.rows[j].Reason == row.Reason {
+				j++
 			}
+			if row.Reason != "" && row.Reason != "forced" {
+				if j-i == 1 {
+					fmt.Fprintf(r.w, "#   %12d B: %s\n", row.Size, row.Reason)
+				} else {
+					fmt.Fprintf(r.w, "#   %s B: %s\n", fmt.Sprintf("%d..%d", row.Size, r.rows[j-1].Size), row.Reason)
+				}
+			}
+			i = j
 		}
 	}
 	status := "OK"
