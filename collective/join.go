@@ -107,14 +107,14 @@ func Join(ctx context.Context, cfg JoinConfig) (*Communicator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("collective: %w", err)
 	}
-	if cfg.Key == nil && !loopback(cfg.DataBind) {
+	if cfg.Key == nil && !rendezvous.Loopback(cfg.DataBind) {
 		return nil, fmt.Errorf("collective: no cluster key: refusing to serve data on %s; set RINGO_CLUSTER_KEY to the output of `head -c 32 /dev/urandom | base64` on every worker, or bind 127.0.0.1", cfg.DataBind)
 	}
 	if cfg.DataAdvertise != "" {
 		if err := checkAdvertise(cfg.DataAdvertise); err != nil {
 			return nil, err
 		}
-		if cfg.Key == nil && !loopback(cfg.DataAdvertise) {
+		if cfg.Key == nil && !rendezvous.Loopback(cfg.DataAdvertise) {
 			return nil, fmt.Errorf("collective: no cluster key: refusing to advertise %s for data; set RINGO_CLUSTER_KEY to the output of `head -c 32 /dev/urandom | base64` on every worker, or stay on 127.0.0.1", cfg.DataAdvertise)
 		}
 	}
@@ -179,18 +179,6 @@ func checkAdvertise(addr string) error {
 		return fmt.Errorf("collective: %w: DataAdvertise %q: want a port in 1..65535", ErrInvalid, addr)
 	}
 	return nil
-}
-
-func loopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // form agrees on the next view and builds its communicator.

@@ -2,6 +2,7 @@ package collective
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -197,7 +198,7 @@ func (c *Communicator) setupShm(ctx context.Context) error {
 		copy(b[1:13], raw)
 		copy(b[13:13+shm.TokenLen], mine.Token[:])
 		for i := range rec {
-			rec[i] = math.Float64frombits(leUint64(b[8*i:]))
+			rec[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
 		}
 	}
 	all := make([]float64, shmRecWords*c.world)
@@ -216,7 +217,7 @@ func (c *Communicator) setupShm(ctx context.Context) error {
 		}
 		var b [8 * shmRecWords]byte
 		for i := range shmRecWords {
-			putLeUint64(b[8*i:], math.Float64bits(all[j*shmRecWords+i]))
+			binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(all[j*shmRecWords+i]))
 		}
 		if b[0] != 1 {
 			ok, reason = false, fmt.Errorf("rank %d has no segment", j)
@@ -261,20 +262,6 @@ func (c *Communicator) setupShm(ctx context.Context) error {
 	}
 	c.log.Debug("collective: data path on QUIC", "why not shared memory", reason)
 	return nil
-}
-
-func leUint64(b []byte) uint64 {
-	var v uint64
-	for i := 7; i >= 0; i-- {
-		v = v<<8 | uint64(b[i])
-	}
-	return v
-}
-
-func putLeUint64(b []byte, v uint64) {
-	for i := range 8 {
-		b[i] = byte(v >> (8 * i))
-	}
 }
 
 func newShmGroup(segs []*shm.Segment, rank int) *shmGroup {

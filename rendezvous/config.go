@@ -367,3 +367,18 @@ func decodeKey(s string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// Loopback reports whether hostport ("host:port") names a loopback
+// address or localhost: where a process without a cluster key may listen
+// and be reached (collective's data plane, the runtime's RPC).
+func Loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -148,7 +148,7 @@ func Connect(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		return nil, fmt.Errorf("runtime: %w: Bind %q: %v", ErrInvalid, cfg.Bind, err)
 	}
 	local := net.JoinHostPort(host, "0")
-	if key == nil && !isLoopback(local) {
+	if key == nil && !rendezvous.Loopback(local) {
 		return nil, fmt.Errorf("runtime: no cluster key: refusing to use %s; %s, or bind 127.0.0.1", cfg.Bind, noKeyHint)
 	}
 	id, err := newIdentity(cfg.Name)

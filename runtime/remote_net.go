@@ -143,18 +143,6 @@ func checkMaxMessage(n int) (int, error) {
 	return n, nil
 }
 
-func isLoopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // noKeyHint says how to make a cluster key.
 const noKeyHint = "set " + rendezvous.KeyEnv + " to the output of `head -c 32 /dev/urandom | base64` on every process of the cluster"
 

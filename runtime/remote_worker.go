@@ -130,14 +130,14 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		}
 		cfg.RPCBind = net.JoinHostPort(host, "0")
 	}
-	if key == nil && !isLoopback(cfg.RPCBind) {
+	if key == nil && !rendezvous.Loopback(cfg.RPCBind) {
 		return nil, fmt.Errorf("runtime: no cluster key: refusing to serve calls on %s; %s, or bind 127.0.0.1", cfg.RPCBind, noKeyHint)
 	}
 	if cfg.RPCAdvertise != "" {
 		if err := checkAdvertise("RPCAdvertise", cfg.RPCAdvertise); err != nil {
 			return nil, err
 		}
-		if key == nil && !isLoopback(cfg.RPCAdvertise) {
+		if key == nil && !rendezvous.Loopback(cfg.RPCAdvertise) {
 			return nil, fmt.Errorf("runtime: no cluster key: refusing to advertise %s; %s", cfg.RPCAdvertise, noKeyHint)
 		}
 	}

@@ -28,35 +28,28 @@ var statusMu sync.Mutex
 // watchStatus prints comm's status to w whenever the process receives
 // statusSignal, until the returned stop is called.
 func watchStatus(comm *collective.Communicator, w io.Writer) (stop func()) {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, statusSignal)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-sigs:
-				s := comm.Status()
-				statusMu.Lock()
-				fmt.Fprintf(w, "allreduce-bench: status of %s", s)
-				statusMu.Unlock()
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() {
-		signal.Stop(sigs)
-		close(done)
-		wg.Wait()
-	}
+	return onStatusSignal(func() {
+		s := comm.Status()
+		statusMu.Lock()
+		fmt.Fprintf(w, "allreduce-bench: status of %s", s)
+		statusMu.Unlock()
+	})
 }
 
 // forwardStatus passes statusSignal from the launcher to every rank,
 // until the returned stop is called.
 func forwardStatus(children []*child) (stop func()) {
+	return onStatusSignal(func() {
+		for _, c := range children {
+			signalChild(c.cmd, statusSignal)
+		}
+	})
+}
+
+// onStatusSignal runs f, on a goroutine it owns, each time the process
+// receives statusSignal, until the returned stop is called (which waits
+// for the goroutine to end).
+func onStatusSignal(f func()) (stop func()) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, statusSignal)
 	done := make(chan struct{})
@@ -67,9 +60,7 @@ func forwardStatus(children []*child) (stop func()) {
 		for {
 			select {
 			case <-sigs:
-				for _, c := range children {
-					signalChild(c.cmd, statusSignal)
-				}
+				f()
 			case <-done:
 				return
 			}
