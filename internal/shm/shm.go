@@ -73,9 +73,6 @@ func isLocal(name string) bool {
 	return ok
 }
 
-// Size is the mapping's length.
-func (s *Segment) Size() int { return len(s.Mem) }
-
 // newName returns a fresh random file name.
 func newName() (string, error) {
 	var b [12]byte
