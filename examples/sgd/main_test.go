@@ -115,8 +115,11 @@ func TestLaunch(t *testing.T) {
 				if last.TestAcc < 0.85 || last.Loss > r.Epochs[0].Loss {
 					t.Errorf("%d workers did not learn: epochs %+v", r.Workers, r.Epochs)
 				}
-				if r.StepMs <= 0 || r.ComputeMs <= 0 || r.Speedup <= 0 {
+				if r.StepMs <= 0 || r.ComputeMs <= 0 || r.SpanMs <= 0 || r.Speedup <= 0 {
 					t.Errorf("%d workers: no timings: %+v", r.Workers, r)
+				}
+				for _, e := range r.Epochs {
+					checkSpan(t, e)
 				}
 			}
 			if sc.SerialFraction < 0 || sc.SerialFraction > 1 {

@@ -56,7 +56,12 @@ type record struct {
 	ComputeMs float64 `json:"compute_ms,omitempty"` // of which gradients and updates
 	CommMs    float64 `json:"comm_ms,omitempty"`    // of which waiting for communication
 	Steps     int     `json:"steps,omitempty"`      // steps the times were measured over
-	Restores  int     `json:"restores,omitempty"`   // checkpoints restored after losses (done)
+	// SpanS is the wall-clock time from the start of the epoch's first
+	// step to the end of its last (mean over ranks), measured apart from
+	// the per-step times: steps run one after another, so Steps × StepMs
+	// can never exceed it.
+	SpanS    float64 `json:"span_s,omitempty"`
+	Restores int     `json:"restores,omitempty"` // checkpoints restored after losses (done)
 }
 
 // worker is the actor that owns one replica: the model's weights, this
@@ -90,6 +95,7 @@ type worker struct {
 	// Times of the current epoch's steps on this rank.
 	nSteps                 int
 	wall, compute, waiting time.Duration
+	first, last            time.Time // start of the first step, end of the last
 }
 
 // paramServer is the parameter-server actor (ps mode): it alone holds the
@@ -343,6 +349,10 @@ func (w *worker) runStep(ctx context.Context) error {
 	}
 	w.step++
 	end := time.Now()
+	if w.nSteps == 0 {
+		w.first = t0
+	}
+	w.last = end
 	w.nSteps++
 	w.wall += end.Sub(t0)
 	w.compute += t1.Sub(t0) + applyTime
@@ -379,6 +389,19 @@ func (w *worker) maybeDie(step, bucketIdx int, futs []*rt.Future[struct{}]) {
 	killSelf()
 }
 
+// timeShares writes this rank's share of the group's mean step times
+// into v (ms per step: wall, compute, waiting; then the span in seconds):
+// its own means divided by n, so that a Sum over the n ranks gives the
+// mean over ranks.
+func (w *worker) timeShares(v []float64, n int) {
+	if w.nSteps == 0 {
+		return
+	}
+	k := float64(w.nSteps) * float64(n)
+	v[0], v[1], v[2] = ms(w.wall)/k, ms(w.compute)/k, ms(w.waiting)/k
+	v[3] = w.last.Sub(w.first).Seconds() / float64(n)
+}
+
 func (w *worker) resetTimes() { w.nSteps, w.wall, w.compute, w.waiting = 0, 0, 0, 0 }
 
 // endEpoch evaluates the model on the training and test sets, each rank
@@ -386,7 +409,7 @@ func (w *worker) resetTimes() { w.nSteps, w.wall, w.compute, w.waiting = 0, 0, 0
 // epoch's step times over the ranks.
 func (w *worker) endEpoch(ctx context.Context) (record, error) {
 	n, r := w.comm.Size(), w.comm.Rank()
-	v := make([]float64, 7)
+	v := make([]float64, 8)
 	lo, hi := share(w.train.Len(), n, r)
 	x, y := w.train.slice(lo, hi)
 	loss, correct := w.model.evaluate(w.params, x, y)
@@ -395,10 +418,7 @@ func (w *worker) endEpoch(ctx context.Context) (record, error) {
 	x, y = w.test.slice(lo, hi)
 	loss, correct = w.model.evaluate(w.params, x, y)
 	v[2], v[3] = loss, float64(correct)
-	if w.nSteps > 0 {
-		k := float64(w.nSteps) / float64(n) // Sum of per-rank means / n
-		v[4], v[5], v[6] = ms(w.wall)/k, ms(w.compute)/k, ms(w.waiting)/k
-	}
+	w.timeShares(v[4:8], n)
 	if err := w.comm.AllReduce(ctx, v, collective.Sum); err != nil {
 		return record{}, err
 	}
@@ -406,7 +426,7 @@ func (w *worker) endEpoch(ctx context.Context) (record, error) {
 		Kind: "epoch", Epoch: w.step / w.cfg.stepsPerEpoch(), Step: w.step, Workers: n, GroupEp: w.comm.Epoch(),
 		Loss: v[0] / float64(w.train.Len()), TrainAcc: v[1] / float64(w.train.Len()),
 		TestLoss: v[2] / float64(w.test.Len()), TestAcc: v[3] / float64(w.test.Len()),
-		StepMs: v[4], ComputeMs: v[5], CommMs: v[6], Steps: w.nSteps,
+		StepMs: v[4], ComputeMs: v[5], CommMs: v[6], Steps: w.nSteps, SpanS: v[7],
 	}
 	w.resetTimes()
 	return rec, nil

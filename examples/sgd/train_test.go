@@ -77,6 +77,21 @@ func maxRelDiff(a, b []float64) float64 {
 	return worst / scale
 }
 
+// checkSpan: a rank runs its steps one after another, so the sum of its
+// step times cannot exceed the wall-clock span from the first step's start
+// to the last one's end; nor can the means over ranks.
+func checkSpan(t *testing.T, r record) {
+	t.Helper()
+	if r.Steps <= 0 || !(r.StepMs > 0) || !(r.SpanS > 0) {
+		t.Errorf("epoch %d: no timings: steps %d, step %gms, span %gs", r.Epoch, r.Steps, r.StepMs, r.SpanS)
+		return
+	}
+	if sum := float64(r.Steps) * r.StepMs / 1000; sum > r.SpanS*(1+1e-9) {
+		t.Errorf("epoch %d with %d workers: %d steps of %.3gms make %.3gs, more than the %.3gs they took",
+			r.Epoch, r.Workers, r.Steps, r.StepMs, sum, r.SpanS)
+	}
+}
+
 func epochs(recs []record) []record {
 	var out []record
 	for _, r := range recs {
@@ -124,6 +139,7 @@ func TestSameLossAnyWorkers(t *testing.T) {
 					if ep[i].Workers != n {
 						t.Errorf("epoch %d ran with %d workers, want %d", ep[i].Epoch, ep[i].Workers, n)
 					}
+					checkSpan(t, ep[i])
 					worst = math.Max(worst, math.Abs(ep[i].Loss-be[i].Loss)/be[i].Loss)
 				}
 				if worst > 1e-5 {

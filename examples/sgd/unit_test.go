@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestGradient compares backpropagation with central finite differences
@@ -231,7 +232,7 @@ func TestAmdahl(t *testing.T) {
 	run := func(n int, stepMs float64, losses ...float64) *runSummary {
 		r := &runSummary{Workers: n}
 		for i, l := range losses {
-			r.addEpoch(record{Kind: "epoch", Epoch: i + 1, Loss: l, StepMs: stepMs, Steps: 10})
+			r.addEpoch(record{Kind: "epoch", Epoch: i + 1, Loss: l, StepMs: stepMs, Steps: 10, SpanS: stepMs * 10 / 1000})
 		}
 		return r
 	}
@@ -244,5 +245,42 @@ func TestAmdahl(t *testing.T) {
 	}
 	if sc.SerialFraction <= 0 || sc.SerialFraction >= 1 {
 		t.Errorf("serial fraction %v", sc.SerialFraction)
+	}
+}
+
+// TestTimeShares: the ranks' shares, summed as endEpoch's AllReduce sums
+// them, are the mean over ranks of each rank's mean step time (an epoch's
+// figures once came out n² times too large).
+func TestTimeShares(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 4} {
+		sum := make([]float64, 4)
+		var want [4]float64
+		for r := range n {
+			w := &worker{nSteps: 8}
+			w.wall = time.Duration(8*(r+2)) * time.Millisecond // mean (r+2) ms
+			w.compute = time.Duration(8*(r+1)) * time.Millisecond
+			w.waiting = w.wall - w.compute
+			w.first = time.Unix(100, 0)
+			w.last = w.first.Add(time.Duration(r+1) * time.Second)
+			v := make([]float64, 4)
+			w.timeShares(v, n)
+			for i := range sum {
+				sum[i] += v[i]
+			}
+			want[0] += float64(r+2) / float64(n)
+			want[1] += float64(r+1) / float64(n)
+			want[2] += 1 / float64(n)
+			want[3] += float64(r+1) / float64(n)
+		}
+		for i := range sum {
+			if math.Abs(sum[i]-want[i]) > 1e-9 {
+				t.Errorf("%d ranks: figure %d sums to %g, want the mean %g", n, i, sum[i], want[i])
+			}
+		}
+	}
+	v := []float64{0, 0, 0, 0}
+	(&worker{}).timeShares(v, 2)
+	if slices.ContainsFunc(v, func(x float64) bool { return x != 0 }) {
+		t.Errorf("no steps: shares %v, want zeros", v)
 	}
 }
