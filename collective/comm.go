@@ -461,7 +461,9 @@ func (c *Communicator) ensureLink(ctx context.Context, peer int) error {
 		w := &worker{link: l, send: send, jobs: make(chan *opState), note: make(chan struct{}, 1)}
 		if send {
 			w.enc = wire.NewEncoder()
+			w.wbuf = make([]byte, 0, wire.PrefixLen+wire.MaxHeader+linkBufBytes)
 		} else {
+			w.in = newLinkReader(l.Data)
 			w.rbuf = make([]byte, wire.PrefixLen+wire.MaxHeader)
 			w.scratch = alignedBytes(c.cb)
 		}

@@ -162,6 +162,8 @@ type worker struct {
 	note chan struct{}
 
 	enc     *wire.Encoder // sender
+	wbuf    []byte        // sender: a header and a small payload, written at once
+	in      *linkReader   // receiver: the data stream, buffered
 	rbuf    []byte        // receiver
 	frame   wire.Frame
 	scratch []byte
@@ -463,13 +465,8 @@ func (c *Communicator) runSends(o *opState, w *worker) error {
 				p = seg[lo:hi]
 			}
 			h.Chunk, h.PayloadLen = uint32(ch), uint32(hi-lo)
-			if _, err := out.Write(w.enc.EncodeData(&h)); err != nil {
+			if err := w.writeFrame(w.enc.EncodeData(&h), p); err != nil {
 				return &frameError{peer: s.peer, send: true, step: s.step, chunk: ch, err: err}
-			}
-			if len(p) > 0 {
-				if _, err := out.Write(p); err != nil {
-					return &frameError{peer: s.peer, send: true, step: s.step, chunk: ch, err: err}
-				}
 			}
 			if s.from.Buf == ring.Stage {
 				o.stageOut.Add(1)
@@ -483,7 +480,7 @@ func (c *Communicator) runSends(o *opState, w *worker) error {
 
 // runRecvs executes a receive lane in order.
 func (c *Communicator) runRecvs(o *opState, w *worker) error {
-	in := w.link.Data
+	in := w.in
 	for k, i := range w.lane.items {
 		rv := &o.plan.recvs[i]
 		w.item.Store(int64(k))
@@ -566,7 +563,7 @@ func (c *Communicator) runRecvs(o *opState, w *worker) error {
 // this rank's call and its place in the schedule.
 func (c *Communicator) readHeader(o *opState, w *worker, rv *xrecv, chunk, plen int) error {
 	f := &w.frame
-	if err := wire.ReadFrame(w.link.Data, w.rbuf, c.lim, f); err != nil {
+	if err := wire.ReadFrame(w.in, w.rbuf, c.lim, f); err != nil {
 		return &frameError{peer: rv.peer, step: rv.step, chunk: chunk, err: err}
 	}
 	if f.Kind != wire.KindData {
@@ -591,7 +588,7 @@ func (c *Communicator) readHeader(o *opState, w *worker, rv *xrecv, chunk, plen 
 }
 
 // readFull is io.ReadFull without the interface conversion of its buffer.
-func readFull(r transport.Stream, p []byte) (int, error) {
+func readFull(r *linkReader, p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
 		k, err := r.Read(p[n:])
@@ -604,6 +601,23 @@ func readFull(r transport.Stream, p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// writeFrame writes a frame header and its payload: at once when the
+// payload is small, else one after the other (the payload from where it
+// lies).
+func (w *worker) writeFrame(hdr, p []byte) error {
+	out := w.link.Data
+	if len(p) <= linkBufBytes {
+		w.wbuf = append(append(w.wbuf[:0], hdr...), p...)
+		_, err := out.Write(w.wbuf)
+		return err
+	}
+	if _, err := out.Write(hdr); err != nil {
+		return err
+	}
+	_, err := out.Write(p)
+	return err
 }
 
 // runLocal performs the schedule's local copies.
