@@ -356,22 +356,29 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 			return err
 		}
 	}
+	// The schedules take turns, one run each per round, so that a burst
+	// of load from elsewhere on the machine slows all of them rather than
+	// the one that happened to be running; the first round is not timed.
 	var t [3][len(allReduceScheds)]float64 // [size point][schedule]
-	var runs []float64
-	for p, pt := range []struct{ elems, reps int }{{small, 5}, {bulk, 3}, {large, 3}} {
-		for i, name := range allReduceScheds {
-			runs = runs[:0]
-			for rep := range pt.reps + 1 {
+	var runs [len(allReduceScheds)][]float64
+	for p, pt := range []struct{ elems, reps int }{{small, 7}, {bulk, 3}, {large, 3}} {
+		for i := range runs {
+			runs[i] = runs[i][:0]
+		}
+		for rep := range pt.reps + 1 {
+			for i, name := range allReduceScheds {
 				t0 := time.Now()
 				if err := c.AllReduce(ctx, rbuf[:pt.elems], Sum, CallOption{sched: name}); err != nil {
 					return err
 				}
 				if rep > 0 {
-					runs = append(runs, time.Since(t0).Seconds())
+					runs[i] = append(runs[i], time.Since(t0).Seconds())
 				}
 			}
-			slices.Sort(runs)
-			t[p][i] = runs[len(runs)/2]
+		}
+		for i := range runs {
+			slices.Sort(runs[i])
+			t[p][i] = runs[i][len(runs[i])/2]
 		}
 	}
 	for i := range allReduceScheds {
