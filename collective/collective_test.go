@@ -307,6 +307,26 @@ func TestQUIC(t *testing.T) {
 	})
 }
 
+// TestQUICChannels stripes every link over three QUIC connections: chunks
+// of several stripes are written on all three at once, small frames on
+// one, and every collective still gets the reference's bits.
+func TestQUICChannels(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	g, err := quicOnly(ctx, 3, collective.Config{ChunkBytes: 256 << 10, Channels: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if got := g.Comms[0].DataPath(); got != "QUIC (3 channels)" {
+		t.Errorf("DataPath %q, want QUIC (3 channels)", got)
+	}
+	for _, count := range append(counts, 300_007) {
+		checkAll[float32](t, g.Comms, count, count < 100_000)
+		checkAll[float64](t, g.Comms, count, count < 100_000, collective.Using(collective.Tree))
+	}
+}
+
 func TestInProc(t *testing.T) {
 	for n := 1; n <= 8; n++ {
 		t.Run(fmt.Sprintf("world%d", n), func(t *testing.T) {

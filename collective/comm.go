@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -40,7 +41,9 @@ const (
 	DefaultTimeout     = 10 * time.Minute
 	DefaultIdleTimeout = 10 * time.Second
 	// MaxChunkBytes bounds Config.ChunkBytes and so every frame's payload.
-	MaxChunkBytes       = 64 << 20
+	MaxChunkBytes = 64 << 20
+	// MaxChannels bounds Config.Channels.
+	MaxChannels         = wire.MaxChannels
 	DefaultCloseTimeout = 30 * time.Second
 )
 
@@ -82,6 +85,16 @@ type Config struct {
 	// TransportQUIC and TransportShm force one. NewInProc ignores it.
 	// Every rank must use the same setting.
 	Transport Transport
+	// Channels is how many QUIC connections each link stripes its data
+	// over (blocks of transport.StripeBytes in turn), so that encryption
+	// and packet work spread over that many cores: one quic-go connection
+	// moves about one core's worth of data. 0 picks a default: 1 when
+	// every member's address is a loopback one (one host: shared memory
+	// or the ranks themselves use the cores), else a quarter of this
+	// machine's cores, at least 1 and at most 4. Each pair of ranks uses
+	// the fewer of their two settings. TransportTCP and TransportShm use
+	// one. At most 64.
+	Channels int
 
 	keepConn bool // Join reuses the socket for the next epoch
 }
@@ -196,6 +209,9 @@ func (cfg *Config) defaults() error {
 	if cfg.ChunkBytes < 64 || cfg.ChunkBytes > MaxChunkBytes {
 		return fmt.Errorf("%w: ChunkBytes %d outside [64, %d]", ErrInvalid, cfg.ChunkBytes, MaxChunkBytes)
 	}
+	if cfg.Channels < 0 || cfg.Channels > MaxChannels {
+		return fmt.Errorf("%w: Channels %d outside [0, %d]", ErrInvalid, cfg.Channels, MaxChannels)
+	}
 	cfg.ChunkBytes &^= 7 // whole float64s
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
@@ -210,6 +226,28 @@ func (cfg *Config) defaults() error {
 		cfg.Logger = slog.Default()
 	}
 	return nil
+}
+
+// channels is the number of QUIC connections per link this rank offers.
+func (cfg *Config) channels() int {
+	if cfg.Transport == TransportTCP || cfg.Transport == TransportShm {
+		return 1
+	}
+	if cfg.Channels > 0 {
+		return cfg.Channels
+	}
+	local := true
+	for _, m := range cfg.View.Members {
+		host, _, err := net.SplitHostPort(m.Addr)
+		ip := net.ParseIP(host)
+		if err != nil || ip == nil || !ip.IsLoopback() {
+			local = false
+		}
+	}
+	if local {
+		return 1
+	}
+	return min(max(runtime.NumCPU()/4, 1), 4)
 }
 
 func newCommunicator(cfg *Config) *Communicator {
@@ -288,6 +326,7 @@ func New(ctx context.Context, cfg Config) (*Communicator, error) {
 	c := newCommunicator(&cfg)
 	mesh, err := transport.NewQUIC(transport.QUICConfig{
 		Identity: c.identity(), Peers: peers, Conn: conn, KeepConn: cfg.keepConn, TLS: cfg.TLS, IdleTimeout: cfg.IdleTimeout,
+		Channels: cfg.channels(),
 	}, events{c})
 	if err != nil {
 		c.stopWorker()

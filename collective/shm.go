@@ -708,5 +708,16 @@ func (c *Communicator) DataPath() string {
 	case c.tcp != nil:
 		return "TCP"
 	}
+	k := 1
+	c.linkMu.Lock()
+	for _, l := range c.links {
+		if l != nil {
+			k = max(k, l.Channels())
+		}
+	}
+	c.linkMu.Unlock()
+	if k > 1 {
+		return fmt.Sprintf("QUIC (%d channels)", k)
+	}
 	return "QUIC"
 }

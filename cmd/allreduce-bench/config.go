@@ -114,6 +114,7 @@ type config struct {
 	jsonFile string
 	plotFile string
 	chunk    int64
+	channels int
 
 	// Multi-host mode: find the group by gossip (collective.Join).
 	join  string // seed gossip addresses, comma-separated
@@ -317,6 +318,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.StringVar(&cfg.jsonFile, "json", "", "write the header and every row as JSON to `FILE`")
 	fs.StringVar(&cfg.plotFile, "plot", "", "plot busbw against size to `FILE` (.svg or .png)")
 	fs.Var(sizeFlag{&cfg.chunk}, "chunk", "pipelining chunk in `BYTES` (collective.Config.ChunkBytes; K, M suffixes)")
+	fs.IntVar(&cfg.channels, "channels", 0, "`K` QUIC connections per link, data striped over them (collective.Config.Channels; 0: a quarter of the cores, at most 4, and 1 when every rank is on loopback)")
 
 	fs.StringVar(&cfg.join, "join", "", "join a group by gossip at seed `HOST:PORT` (comma-separated list; the seed itself passes its own -bind) instead of launching ranks; key from RINGO_CLUSTER_KEY")
 	fs.StringVar(&cfg.bind, "bind", "127.0.0.1:0", "with -join: this worker's gossip `HOST:PORT` (its QUIC socket takes the same host, any port)")
@@ -391,6 +393,8 @@ func (cfg *config) validate() error {
 		return usagef("invalid value %d for flag -n: want at least 1 iteration", cfg.iters)
 	case cfg.warmup < 0:
 		return usagef("invalid value %d for flag -w: want 0 or more", cfg.warmup)
+	case cfg.channels < 0 || cfg.channels > collective.MaxChannels:
+		return usagef("invalid value %d for flag -channels: want 0 to %d", cfg.channels, collective.MaxChannels)
 	case cfg.chunk < 64 || cfg.chunk > collective.MaxChunkBytes:
 		return usagef("invalid value %s for flag -chunk: want 64 to %s bytes", formatSize(cfg.chunk), formatSize(collective.MaxChunkBytes))
 	case cfg.plotFile != "" && !validPlotExt(cfg.plotFile):
@@ -487,6 +491,9 @@ func (cfg *config) flagLine() string {
 		cfg.root, cfg.algo, cfg.iters, cfg.warmup, boolValue{&cfg.check}, formatSize(cfg.chunk))
 	if !cfg.inproc {
 		fmt.Fprintf(&b, " -transport %s", cfg.tport)
+	}
+	if cfg.channels != 0 {
+		fmt.Fprintf(&b, " -channels %d", cfg.channels)
 	}
 	if cfg.jsonFile != "" {
 		fmt.Fprintf(&b, " -json %s", cfg.jsonFile)

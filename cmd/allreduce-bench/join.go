@@ -28,7 +28,7 @@ func runJoin(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 	jc := collective.JoinConfig{
 		Group: "allreduce-bench", World: cfg.np, Join: seeds, Bind: cfg.bind,
 		DataBind: cfg.dataBind, DataAdvertise: cfg.dataAdvertise,
-		Comm: collective.Config{Algorithm: cfg.algo, Transport: cfg.tport, ChunkBytes: int(cfg.chunk), Timeout: cfg.opTimeout()},
+		Comm: collective.Config{Algorithm: cfg.algo, Transport: cfg.tport, ChunkBytes: int(cfg.chunk), Channels: cfg.channels, Timeout: cfg.opTimeout()},
 	}
 	if cfg.elastic() {
 		jc.World, jc.Min, jc.Max, jc.Settle = 0, cfg.min, cfg.max, cfg.settle

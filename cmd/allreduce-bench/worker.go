@@ -77,6 +77,7 @@ func runWorker(ctx context.Context, cfg *config, stdin io.Reader, stdout, stderr
 		Algorithm:  cfg.algo,
 		Transport:  cfg.tport,
 		ChunkBytes: int(cfg.chunk),
+		Channels:   cfg.channels,
 		Timeout:    cfg.opTimeout(),
 	})
 	if err != nil {

@@ -47,6 +47,12 @@ type QUICConfig struct {
 	// IdleTimeout is how long a silent peer is tolerated before its link is
 	// declared dead (keep-alives flow at a fifth of it). Default 10 s.
 	IdleTimeout time.Duration
+	// Channels is how many QUIC connections a link stripes its data stream
+	// over (at most wire.MaxChannels; 0 or 1: one). A QUIC connection
+	// encrypts and sends on one goroutine, so one moves about a core's
+	// worth of data; each side offers its Channels and a link uses the
+	// fewer. The control stream stays on the first connection.
+	Channels int
 }
 
 // QUICMesh is a mesh over QUIC.
@@ -96,8 +102,12 @@ func NewQUIC(cfg QUICConfig, events Events) (*QUICMesh, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 10 * time.Second
 	}
+	if cfg.Channels < 0 || cfg.Channels > wire.MaxChannels {
+		return nil, fmt.Errorf("transport: %d channels per link; want 1 to %d", cfg.Channels, wire.MaxChannels)
+	}
 	m := &QUICMesh{cfg: cfg}
 	m.base = newBase(id, events, m.dial)
+	m.base.channels = max(cfg.Channels, 1)
 	m.qconf = &quic.Config{
 		HandshakeIdleTimeout:           5 * time.Second,
 		MaxIdleTimeout:                 cfg.IdleTimeout,

@@ -109,6 +109,7 @@ type Link struct {
 	Data Stream
 
 	raw    rawConn
+	extra  []rawConn    // channels 1..K-1, when the data stream is striped over K connections
 	tcp    *net.TCPConn // the data stream, when moved onto TCP (UseTCP)
 	ctrlMu sync.Mutex   // serialises writes on the control stream
 	enc    *wire.Encoder
@@ -191,6 +192,9 @@ func (l *Link) CloseWrite() {
 		_ = l.tcp.CloseWrite()
 	}
 	l.raw.closeWrite()
+	for _, r := range l.extra {
+		r.closeWrite()
+	}
 	l.ctrlMu.Unlock()
 }
 
@@ -201,7 +205,28 @@ func (l *Link) Teardown(code wire.Code, reason string) {
 			_ = l.tcp.Close()
 		}
 		l.raw.teardown(code, reason)
+		for _, r := range l.extra {
+			r.teardown(code, reason)
+		}
 	})
+}
+
+// Channels is the number of connections the link's data stream is
+// striped over (1 unless the mesh offered more and the peer agreed).
+func (l *Link) Channels() int { return 1 + len(l.extra) }
+
+// attach makes the data stream a stripe over the link's first connection
+// and extra.
+func (l *Link) attach(extra []rawConn) {
+	if len(extra) == 0 {
+		return
+	}
+	l.extra = extra
+	s := []Stream{l.Data}
+	for _, r := range extra {
+		s = append(s, r.data())
+	}
+	l.Data = newStriped(s)
 }
 
 // Done is closed when the peer's control stream has ended (it closed, the
@@ -246,6 +271,19 @@ type base struct {
 	closing bool
 
 	framesRead atomic.Int64 // hello-exchange frames read, for tests
+
+	// channels is how many connections this side offers (dialing) or
+	// accepts (answering) per link; 1 for meshes without channels.
+	channels int
+	pending  map[int]*pendingLink // acceptor: links waiting for their other channels
+}
+
+// pendingLink is an accepted link whose peer agreed to more than one
+// channel: it is settled once every channel has said hello.
+type pendingLink struct {
+	link  *Link
+	extra []rawConn // by channel - 1
+	got   int
 }
 
 func newBase(id Identity, events Events, dialer func(context.Context, int) (rawConn, error)) *base {
@@ -255,9 +293,11 @@ func newBase(id Identity, events Events, dialer func(context.Context, int) (rawC
 		events: events,
 		lim:    wire.Limits{MaxPayload: 0, MaxWorld: int32(id.World)},
 		slots:  make([]slot, id.World),
-		dialer: dialer,
-		ctx:    ctx,
-		cancel: cancel,
+		dialer:   dialer,
+		ctx:      ctx,
+		cancel:   cancel,
+		channels: 1,
+		pending:  map[int]*pendingLink{},
 	}
 	for i := range b.slots {
 		b.slots[i].ready = make(chan struct{})
@@ -310,7 +350,7 @@ func (b *base) dialLoop(peer int) {
 		raw, err := b.dialer(ctx, peer)
 		if err == nil {
 			var l *Link
-			l, err = b.handshake(ctx, raw, peer, true)
+			l, err = b.dialChannels(ctx, raw, peer)
 			if err == nil {
 				cancel()
 				b.settle(peer, l, nil)
@@ -339,6 +379,62 @@ func (b *base) dialLoop(peer int) {
 
 var errRefused = errors.New("refused")
 
+// dialChannels runs the dialer's hello exchange on raw, offering this
+// mesh's channels, then dials and greets the other channels the peer
+// agreed to. On failure it tears down the extra connections it made; the
+// caller tears down raw.
+func (b *base) dialChannels(ctx context.Context, raw rawConn, peer int) (*Link, error) {
+	l, ans, err := b.handshake(ctx, raw, peer, &wire.Hello{Channels: uint16(b.channels)})
+	if err != nil {
+		return nil, err
+	}
+	k := int(max(ans.Channels, 1))
+	if k > b.channels {
+		return nil, fmt.Errorf("transport: rank %d answered %d channels to an offer of %d", peer, k, b.channels)
+	}
+	var extra []rawConn
+	fail := func(err error) (*Link, error) {
+		for _, r := range extra {
+			r.teardown(wire.CodeProtocol, err.Error())
+		}
+		return nil, err
+	}
+	for ch := 1; ch < k; ch++ {
+		r, err := b.dialer(ctx, peer)
+		if err != nil {
+			return fail(fmt.Errorf("transport: channel %d of %d to rank %d: %w", ch, k, peer, err))
+		}
+		extra = append(extra, r)
+		if _, _, err := b.handshake(ctx, r, peer, &wire.Hello{Channel: uint16(ch), Channels: uint16(k)}); err != nil {
+			return fail(fmt.Errorf("transport: channel %d of %d to rank %d: %w", ch, k, peer, err))
+		}
+	}
+	l.attach(extra)
+	return l, nil
+}
+
+// answer decides the acceptor's hello to a dialer's: on channel 0 the
+// channels agreed (the fewer of the offer and this mesh's), on a later
+// channel the same count again, if a link with that many channels waits
+// for it, which then holds raw as that channel.
+func (b *base) answer(peer int, h *wire.Hello, raw rawConn) (*wire.Hello, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if h.Channel == 0 {
+		return &wire.Hello{Channels: uint16(min(int(max(h.Channels, 1)), b.channels))}, nil
+	}
+	p := b.pending[peer]
+	switch {
+	case p == nil:
+		return nil, fmt.Errorf("transport: rank %d opened channel %d of %d, but no link of that many channels waits for it: %w", peer, h.Channel, h.Channels, errRefused)
+	case int(h.Channels) != 1+len(p.extra) || p.extra[h.Channel-1] != nil:
+		return nil, fmt.Errorf("transport: rank %d opened channel %d of %d, but its link has %d channels and that one is taken: %w", peer, h.Channel, h.Channels, 1+len(p.extra), errRefused)
+	}
+	p.extra[h.Channel-1] = raw
+	p.got++
+	return &wire.Hello{Channel: h.Channel, Channels: h.Channels}, nil
+}
+
 // accepted runs the acceptor's half of the hello exchange on a connection
 // whose TLS identity (or in-process origin) says it comes from peer.
 func (b *base) accepted(raw rawConn, peer int) {
@@ -358,15 +454,50 @@ func (b *base) accepted(raw rawConn, peer int) {
 		defer b.wg.Done()
 		ctx, cancel := context.WithTimeout(b.ctx, HandshakeTimeout)
 		defer cancel()
-		l, err := b.handshake(ctx, raw, peer, false)
+		l, h, err := b.handshake(ctx, raw, peer, nil)
 		if err != nil {
 			raw.teardown(wire.CodeProtocol, err.Error())
 			return
+		}
+		k := min(int(max(h.Channels, 1)), b.channels)
+		if h.Channel == 0 && k > 1 {
+			// Wait for the other channels, replacing an earlier attempt
+			// of the same peer's (its dialer gave up on it).
+			b.mu.Lock()
+			old := b.pending[peer]
+			b.pending[peer] = &pendingLink{link: l, extra: make([]rawConn, k-1), got: 1}
+			b.mu.Unlock()
+			if old != nil {
+				old.teardown("superseded by a new connection")
+			}
+			return
+		}
+		if h.Channel > 0 {
+			b.mu.Lock()
+			p := b.pending[peer]
+			if p == nil || p.got < 1+len(p.extra) {
+				b.mu.Unlock()
+				return // more channels to come
+			}
+			delete(b.pending, peer)
+			b.mu.Unlock()
+			l = p.link
+			l.attach(p.extra)
 		}
 		if !b.settle(peer, l, nil) {
 			l.Teardown(wire.CodeProtocol, "duplicate connection")
 		}
 	}()
+}
+
+// teardown closes a pending link's connections.
+func (p *pendingLink) teardown(reason string) {
+	p.link.raw.teardown(wire.CodeProtocol, reason)
+	for _, r := range p.extra {
+		if r != nil {
+			r.teardown(wire.CodeProtocol, reason)
+		}
+	}
 }
 
 // settle records the outcome for peer's slot; false if it was already set.
@@ -395,10 +526,12 @@ func (b *base) settle(peer int, l *Link, err error) bool {
 	return true
 }
 
-// handshake exchanges hellos: the dialer sends its hello on both streams and
-// reads the acceptor's on the control stream; the acceptor reads both, checks
-// them, and answers.
-func (b *base) handshake(ctx context.Context, raw rawConn, peer int, dialer bool) (*Link, error) {
+// handshake exchanges hellos: the dialer (offer != nil: its channel
+// fields) sends its hello on both streams and reads the acceptor's on the
+// control stream; the acceptor reads both, checks them, and answers. It
+// returns the link and the peer's hello.
+func (b *base) handshake(ctx context.Context, raw rawConn, peer int, offer *wire.Hello) (*Link, *wire.Hello, error) {
+	dialer := offer != nil
 	ctrl, data := raw.ctrl(), raw.data()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = ctrl.SetReadDeadline(dl)
@@ -415,33 +548,51 @@ func (b *base) handshake(ctx context.Context, raw rawConn, peer int, dialer bool
 	enc := wire.NewEncoder()
 	hello := &wire.Hello{Version: wire.Version, Group: b.id.Group, Epoch: b.id.Epoch, World: int32(b.id.World), Rank: int32(b.id.Rank)}
 	scratch := make([]byte, wire.PrefixLen+wire.MaxHeader)
+	var got wire.Hello
 	read := func(s Stream, what string) error {
 		var f wire.Frame
 		b.framesRead.Add(1)
 		if err := wire.ReadFrame(s, scratch, b.lim, &f); err != nil {
 			return fmt.Errorf("transport: reading the hello of rank %d on the %s stream: %w", peer, what, err)
 		}
-		return b.checkHello(&f, peer)
+		if err := b.checkHello(&f, peer); err != nil {
+			return err
+		}
+		if what == "data" && (f.Hello.Channel != got.Channel || f.Hello.Channels != got.Channels) {
+			return fmt.Errorf("transport: rank %d's hellos name channel %d of %d on the control stream and %d of %d on the data stream",
+				peer, got.Channel, got.Channels, f.Hello.Channel, f.Hello.Channels)
+		}
+		got = f.Hello
+		return nil
 	}
 	if dialer {
+		hello.Channel, hello.Channels = offer.Channel, offer.Channels
 		if _, err := ctrl.Write(enc.EncodeHello(hello)); err != nil {
-			return nil, fmt.Errorf("transport: sending hello to rank %d: %w", peer, err)
+			return nil, nil, fmt.Errorf("transport: sending hello to rank %d: %w", peer, err)
 		}
 		if _, err := data.Write(enc.EncodeHello(hello)); err != nil {
-			return nil, fmt.Errorf("transport: sending hello to rank %d: %w", peer, err)
+			return nil, nil, fmt.Errorf("transport: sending hello to rank %d: %w", peer, err)
 		}
 		if err := read(ctrl, "control"); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if got.Channel != offer.Channel {
+			return nil, nil, fmt.Errorf("transport: rank %d answered channel %d on channel %d", peer, got.Channel, offer.Channel)
 		}
 	} else {
 		if err := read(ctrl, "control"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := read(data, "data"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		ans, err := b.answer(peer, &got, raw)
+		if err != nil {
+			return nil, nil, err
+		}
+		hello.Channel, hello.Channels = ans.Channel, ans.Channels
 		if _, err := ctrl.Write(enc.EncodeHello(hello)); err != nil {
-			return nil, fmt.Errorf("transport: answering the hello of rank %d: %w", peer, err)
+			return nil, nil, fmt.Errorf("transport: answering the hello of rank %d: %w", peer, err)
 		}
 	}
 	for _, s := range []Stream{ctrl, data} {
@@ -449,7 +600,7 @@ func (b *base) handshake(ctx context.Context, raw rawConn, peer int, dialer bool
 		_ = s.SetWriteDeadline(time.Time{})
 	}
 	return &Link{Peer: peer, Data: data, raw: raw, enc: enc, done: make(chan struct{}),
-		aborted: make(chan struct{}), pongs: make(chan uint64, 1)}, nil
+		aborted: make(chan struct{}), pongs: make(chan uint64, 1)}, &got, nil
 }
 
 func (b *base) checkHello(f *wire.Frame, peer int) error {
@@ -563,6 +714,13 @@ func (b *base) shutdown(linger time.Duration) {
 	}
 	for _, l := range links {
 		l.Teardown(wire.CodeClosed, fmt.Sprintf("rank %d closed its communicator", b.id.Rank))
+	}
+	b.mu.Lock()
+	pending := b.pending
+	b.pending = map[int]*pendingLink{}
+	b.mu.Unlock()
+	for _, p := range pending {
+		p.teardown("closing")
 	}
 	b.cancel()
 }

@@ -55,6 +55,13 @@ func udp(t *testing.T) *net.UDPConn {
 // quicPair starts the QUIC meshes of a world of two.
 func quicPair(t *testing.T, ca *pki.CA) (m [2]*QUICMesh, ev [2]*recorder) {
 	t.Helper()
+	return quicPairChannels(t, ca, [2]int{})
+}
+
+// quicPairChannels starts the QUIC meshes of a world of two, rank r
+// offering channels[r] connections per link.
+func quicPairChannels(t *testing.T, ca *pki.CA, channels [2]int) (m [2]*QUICMesh, ev [2]*recorder) {
+	t.Helper()
 	conns := [2]*net.UDPConn{udp(t), udp(t)}
 	peers := []Peer{{Addr: conns[0].LocalAddr().String(), Name: pki.RankName(0)}, {Addr: conns[1].LocalAddr().String(), Name: pki.RankName(1)}}
 	for r := range 2 {
@@ -63,7 +70,7 @@ func quicPair(t *testing.T, ca *pki.CA) (m [2]*QUICMesh, ev [2]*recorder) {
 			t.Fatal(err)
 		}
 		ev[r] = &recorder{}
-		m[r], err = NewQUIC(QUICConfig{Identity: Identity{Group: "g", World: 2, Rank: r}, Peers: peers, Conn: conns[r], TLS: tc}, ev[r])
+		m[r], err = NewQUIC(QUICConfig{Identity: Identity{Group: "g", World: 2, Rank: r}, Peers: peers, Conn: conns[r], TLS: tc, Channels: channels[r]}, ev[r])
 		if err != nil {
 			t.Fatal(err)
 		}

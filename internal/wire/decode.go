@@ -26,11 +26,13 @@ const (
 	slotAbortCode   = 10
 	slotAbortReason = 12
 
-	slotHelloVersion = 4
-	slotHelloGroup   = 6
-	slotHelloEpoch   = 8
-	slotHelloWorld   = 10
-	slotHelloRank    = 12
+	slotHelloVersion  = 4
+	slotHelloGroup    = 6
+	slotHelloEpoch    = 8
+	slotHelloWorld    = 10
+	slotHelloRank     = 12
+	slotHelloChannel  = 14
+	slotHelloChannels = 16
 
 	// Layout of the fb.DataHeader struct: field offsets and its size (44
 	// bytes of fields, padded to its 8-byte alignment). Decode reads the
@@ -307,7 +309,8 @@ func decodeUnsafe(buf []byte, lim Limits, f *Frame, noValidate bool) (int, error
 			return 0, err
 		}
 		if err := checkScalars(&t, "hello",
-			slotHelloVersion, 4, slotHelloEpoch, 8, slotHelloWorld, 4, slotHelloRank, 4); err != nil {
+			slotHelloVersion, 4, slotHelloEpoch, 8, slotHelloWorld, 4, slotHelloRank, 4,
+			slotHelloChannel, 2, slotHelloChannels, 2); err != nil {
 			return 0, err
 		}
 		group, err := t.str(slotHelloGroup, MaxGroup, "hello group")
@@ -316,7 +319,8 @@ func decodeUnsafe(buf []byte, lim Limits, f *Frame, noValidate bool) (int, error
 		}
 		var hb fb.HelloBody
 		hb.Init(b, flatbuffers.UOffsetT(hp))
-		h := Hello{Version: hb.Version(), Epoch: hb.Epoch(), World: hb.World(), Rank: hb.Rank()}
+		h := Hello{Version: hb.Version(), Epoch: hb.Epoch(), World: hb.World(), Rank: hb.Rank(),
+			Channel: hb.Channel(), Channels: hb.Channels()}
 		if err := h.Validate(lim); err != nil { // the group is checked next, before it is copied
 			return 0, err
 		}

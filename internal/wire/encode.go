@@ -133,6 +133,8 @@ func (e *Encoder) EncodeHello(h *Hello) []byte {
 	fb.HelloBodyAddGroup(b, group)
 	fb.HelloBodyAddWorld(b, h.World)
 	fb.HelloBodyAddRank(b, h.Rank)
+	fb.HelloBodyAddChannel(b, h.Channel)
+	fb.HelloBodyAddChannels(b, h.Channels)
 	body := fb.HelloBodyEnd(b)
 	fb.FrameStart(b)
 	fb.FrameAddHello(b, body)

@@ -72,7 +72,17 @@ type Hello struct {
 	Epoch   uint64
 	World   int32
 	Rank    int32 // the sender's rank
+	// Channel is which of a link's connections this hello opens (0: the
+	// first, which carries the control stream that counts).
+	Channel uint16
+	// Channels is how many connections the link stripes its data over:
+	// the dialer's offer on channel 0, the number agreed in the acceptor's
+	// answer and on every later channel. 0 is read as 1 (an older peer).
+	Channels uint16
 }
+
+// MaxChannels bounds Hello.Channels.
+const MaxChannels = 64
 
 // Frame is one decoded frame. Decode sets Kind, fills the member it names and
 // zeroes the other two.
@@ -215,6 +225,12 @@ func (h *Hello) Validate(lim Limits) error {
 	}
 	if h.Rank < 0 || h.Rank >= h.World {
 		return malformed("hello rank %d out of range for world %d", h.Rank, h.World)
+	}
+	if h.Channels > MaxChannels {
+		return malformed("hello offers %d channels, more than %d", h.Channels, MaxChannels)
+	}
+	if h.Channel >= max(h.Channels, 1) {
+		return malformed("hello opens channel %d of %d", h.Channel, max(h.Channels, 1))
 	}
 	return nil
 }

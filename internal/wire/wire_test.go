@@ -27,6 +27,7 @@ func sampleFrames() []Frame {
 		{Kind: KindData, Data: dataHeader()},
 		{Kind: KindAbort, Abort: Abort{Epoch: 7, Seq: 42, Rank: 3, Code: CodeMismatch, Reason: "rank 3 called AllReduce, rank 0 called Broadcast"}},
 		{Kind: KindHello, Hello: Hello{Version: Version, Group: "job-17", Epoch: 7, World: 8, Rank: 5}},
+		{Kind: KindHello, Hello: Hello{Version: Version, Group: "job-17", Epoch: 7, World: 8, Rank: 5, Channel: 3, Channels: 4}},
 	}
 }
 
@@ -280,6 +281,9 @@ func TestInvalidFields(t *testing.T) {
 		{hello(func(h *Hello) { h.World, h.Rank = 1025, 0 }), "hello world 1025 exceeds max world 1024"},
 		{hello(func(h *Hello) { h.Rank = 8 }), "hello rank 8 out of range for world 8"},
 		{hello(func(h *Hello) { h.Rank = -1 }), "hello rank -1 out of range for world 8"},
+		{hello(func(h *Hello) { h.Channels = MaxChannels + 1 }), "hello offers 65 channels, more than 64"},
+		{hello(func(h *Hello) { h.Channel, h.Channels = 2, 2 }), "hello opens channel 2 of 2"},
+		{hello(func(h *Hello) { h.Channel = 1 }), "hello opens channel 1 of 1"},
 	} {
 		err := decodeErr(c.f, lim)
 		if !errors.Is(err, ErrMalformed) {

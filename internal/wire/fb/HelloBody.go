@@ -89,8 +89,32 @@ func (rcv *HelloBody) MutateRank(n int32) bool {
 	return rcv._tab.MutateInt32Slot(12, n)
 }
 
+func (rcv *HelloBody) Channel() uint16 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(14))
+	if o != 0 {
+		return rcv._tab.GetUint16(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *HelloBody) MutateChannel(n uint16) bool {
+	return rcv._tab.MutateUint16Slot(14, n)
+}
+
+func (rcv *HelloBody) Channels() uint16 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(16))
+	if o != 0 {
+		return rcv._tab.GetUint16(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *HelloBody) MutateChannels(n uint16) bool {
+	return rcv._tab.MutateUint16Slot(16, n)
+}
+
 func HelloBodyStart(builder *flatbuffers.Builder) {
-	builder.StartObject(5)
+	builder.StartObject(7)
 }
 func HelloBodyAddVersion(builder *flatbuffers.Builder, version uint32) {
 	builder.PrependUint32Slot(0, version, 0)
@@ -106,6 +130,12 @@ func HelloBodyAddWorld(builder *flatbuffers.Builder, world int32) {
 }
 func HelloBodyAddRank(builder *flatbuffers.Builder, rank int32) {
 	builder.PrependInt32Slot(4, rank, 0)
+}
+func HelloBodyAddChannel(builder *flatbuffers.Builder, channel uint16) {
+	builder.PrependUint16Slot(5, channel, 0)
+}
+func HelloBodyAddChannels(builder *flatbuffers.Builder, channels uint16) {
+	builder.PrependUint16Slot(6, channels, 0)
 }
 func HelloBodyEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
