@@ -289,10 +289,10 @@ type pendingLink struct {
 func newBase(id Identity, events Events, dialer func(context.Context, int) (rawConn, error)) *base {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &base{
-		id:     id,
-		events: events,
-		lim:    wire.Limits{MaxPayload: 0, MaxWorld: int32(id.World)},
-		slots:  make([]slot, id.World),
+		id:       id,
+		events:   events,
+		lim:      wire.Limits{MaxPayload: 0, MaxWorld: int32(id.World)},
+		slots:    make([]slot, id.World),
 		dialer:   dialer,
 		ctx:      ctx,
 		cancel:   cancel,
