@@ -106,6 +106,7 @@ type config struct {
 	redop    collective.Op
 	root     int
 	algo     collective.Algorithm
+	compare  bool // -algo compare: ring, tree and auto side by side
 	tport    collective.Transport
 	cpuProf  string // each launched rank writes its CPU profile to cpuProf.rankN
 	iters    int
@@ -297,7 +298,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	for i, o := range redOps {
 		redNames[i] = o.String()
 	}
-	algoNames := []string{collective.Auto.String(), collective.Ring.String(), collective.Tree.String()}
+	algoNames := []string{collective.Auto.String(), collective.Ring.String(), collective.Tree.String(), "compare"}
 
 	fs.IntVar(&cfg.np, "np", cfg.np, "`N` ranks: processes on this machine over QUIC with mutual TLS on 127.0.0.1 (goroutines with -inproc)")
 	fs.BoolVar(&cfg.inproc, "inproc", false, "run the ranks as goroutines of this process over in-memory pipes")
@@ -308,7 +309,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.Var(choiceFlag{&dt, []string{"float32", "float64"}, map[string]int{"float": 0, "double": 1}}, "t", "element `TYPE`: float32|float64 (or float|double)")
 	fs.Var(choiceFlag{&redop, redNames, nil}, "o", "reduction operator `REDOP`: "+strings.Join(redNames, "|"))
 	fs.IntVar(&cfg.root, "root", 0, "root `rank` of broadcast, reduce and gather")
-	fs.Var(choiceFlag{&algo, algoNames, nil}, "algo", "algorithm `ALGO`: auto (collective picks per call), ring or tree (ops without a tree schedule run the ring)")
+	fs.Var(choiceFlag{&algo, algoNames, nil}, "algo", "algorithm `ALGO`: auto (collective picks per call), ring or tree (ops without a tree schedule run the ring), or compare (ring, tree and auto in turns within each size, a row each, with auto's ratios below the table)")
 	var tport string
 	fs.StringVar(&cfg.cpuProf, "cpuprofile", "", "each launched rank writes a CPU profile of its sweep to `PREFIX`.rankN (go tool pprof)")
 	fs.StringVar(&tport, "transport", "auto", "data path `T`: auto (shared memory when every rank is on this host, else QUIC), quic, shm, tcp (authenticated, not encrypted: trusted networks only) or inproc (same as -inproc)")
@@ -351,7 +352,8 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 		return nil, usagef("unexpected argument %q (every setting is a flag)", fs.Arg(0))
 	}
 	cfg.op, cfg.dt, cfg.redop = opKind(op), dtype(dt), redOps[redop]
-	cfg.algo = []collective.Algorithm{collective.Auto, collective.Ring, collective.Tree}[algo]
+	cfg.algo = []collective.Algorithm{collective.Auto, collective.Ring, collective.Tree, collective.Auto}[algo]
+	cfg.compare = algoNames[algo] == "compare"
 	if tport == "inproc" {
 		cfg.inproc = true
 	} else if t, err := collective.ParseTransport(tport); err != nil {
@@ -476,6 +478,14 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "\nExit status: 0 all results right, 1 some wrong, 2 bad command line, 3 a rank failed,\n128+signal when interrupted. See docs/benchmarks.md.\n")
 }
 
+// algoName is the -algo setting as given.
+func (cfg *config) algoName() string {
+	if cfg.compare {
+		return "compare"
+	}
+	return cfg.algo.String()
+}
+
 // flagLine is the effective configuration as a command line, for headers.
 func (cfg *config) flagLine() string {
 	var b strings.Builder
@@ -488,7 +498,7 @@ func (cfg *config) flagLine() string {
 	}
 	fmt.Fprintf(&b, " -op %s -b %s -e %s -f %d -t %s -o %s -root %d -algo %s -n %d -w %d -c %s -chunk %s",
 		cfg.op, formatSize(cfg.minBytes), formatSize(cfg.maxBytes), cfg.factor, cfg.dt, cfg.redop,
-		cfg.root, cfg.algo, cfg.iters, cfg.warmup, boolValue{&cfg.check}, formatSize(cfg.chunk))
+		cfg.root, cfg.algoName(), cfg.iters, cfg.warmup, boolValue{&cfg.check}, formatSize(cfg.chunk))
 	if !cfg.inproc {
 		fmt.Fprintf(&b, " -transport %s", cfg.tport)
 	}

@@ -435,6 +435,46 @@ func TestJSON(t *testing.T) {
 	}
 }
 
+// TestCompare runs -algo compare: every size has a ring, a tree and an
+// auto row from the same run, each checked, and auto's ratios follow the
+// table.
+func TestCompare(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "out.json")
+	r := runBench(t, "-inproc", "-np", "3", "-algo", "compare", "-b", "1K", "-e", "64K", "-f", "8", "-n", "3", "-w", "1", "-json", file)
+	if r.code != 0 {
+		t.Fatalf("exit status %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	rep := readJSON(t, file)
+	sizes := []int64{1024, 8192, 65536}
+	if len(rep.Rows) != 3*len(sizes) || !rep.OK || !strings.Contains(rep.Flags, "-algo compare") {
+		t.Fatalf("%d rows, ok %v, flags %q; want 3 rows for each of %v\n%s", len(rep.Rows), rep.OK, rep.Flags, sizes, r.stdout)
+	}
+	for i, row := range rep.Rows {
+		want := compared[i%3].name
+		if row.Size != sizes[i/3] || row.Requested != want || row.Wrong == nil || *row.Wrong != 0 || row.TimeUS <= 0 {
+			t.Errorf("row %d: %+v; want size %d, %s, checked right", i, row, sizes[i/3], want)
+		}
+		switch want {
+		case "ring":
+			if row.Algorithm != "ring" {
+				t.Errorf("row %d asked for the ring and ran %q", i, row.Algorithm)
+			}
+		case "tree":
+			if row.Algorithm == "ring" || row.Algorithm == "?" {
+				t.Errorf("row %d asked for a tree and ran %q", i, row.Algorithm)
+			}
+		}
+		if !strings.Contains(r.stdout, fmt.Sprintf("%12d  %12d", row.Size, row.Count)) {
+			t.Errorf("the table lacks size %d", row.Size)
+		}
+	}
+	for _, size := range sizes {
+		if !strings.Contains(r.stdout, fmt.Sprintf("%12d B: auto ÷ best ", size)) {
+			t.Errorf("no ratios for %d B:\n%s", size, r.stdout)
+		}
+	}
+}
+
 func TestPlot(t *testing.T) {
 	dir := t.TempDir()
 	for _, name := range []string{"busbw.png", "busbw.svg"} {

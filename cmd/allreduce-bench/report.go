@@ -61,7 +61,7 @@ func newReport(cfg *config, n int, transport string, w io.Writer) *report {
 		Op:         cfg.op.String(),
 		Ranks:      n,
 		Transport:  transport,
-		Algorithm:  algoText(cfg.algo),
+		Algorithm:  algoText(cfg),
 		Host:       host,
 		GoVersion:  runtime.Version(),
 		GOOS:       runtime.GOOS,
@@ -76,8 +76,11 @@ func newReport(cfg *config, n int, transport string, w io.Writer) *report {
 }
 
 // algoText describes the -algo setting.
-func algoText(a collective.Algorithm) string {
-	switch a {
+func algoText(cfg *config) string {
+	if cfg.compare {
+		return "compare (ring, tree and auto take turns within each size: a row each, the last column says which; auto's ratios below the table)"
+	}
+	switch cfg.algo {
 	case collective.Ring:
 		return "ring"
 	case collective.Tree:
@@ -149,7 +152,33 @@ func formatTime(us float64) string {
 
 func (r *report) row(res rowResult) {
 	r.rows = append(r.rows, res)
+	if res.Requested != "" {
+		fmt.Fprintf(r.w, "%s  %s\n", formatRow(res), res.Requested)
+		return
+	}
 	fmt.Fprintln(r.w, formatRow(res))
+}
+
+// compareSummary writes, for -algo compare, each size's auto time over
+// the faster of ring and tree and over the ring, and what auto ran.
+func (r *report) compareSummary() {
+	fmt.Fprintf(r.w, "# auto ÷ best and auto ÷ ring (same run; 1.00 = as fast):\n")
+	for i := 0; i+len(compared) <= len(r.rows); i += len(compared) {
+		t := map[string]float64{}
+		var auto rowResult
+		for _, row := range r.rows[i : i+len(compared)] {
+			t[row.Requested] = row.TimeUS
+			if row.Requested == "auto" {
+				auto = row
+			}
+		}
+		best := min(t["ring"], t["tree"])
+		if best <= 0 || t["ring"] <= 0 {
+			continue
+		}
+		fmt.Fprintf(r.w, "#   %12d B: auto ÷ best %.2f, auto ÷ ring %.2f (auto ran %s)\n",
+			auto.Size, t["auto"]/best, t["auto"]/t["ring"], auto.Algorithm)
+	}
 }
 
 // avgBusBW is the mean busbw over the rows, as nccl-tests reports it.
@@ -184,7 +213,9 @@ func (r *report) algoSummary() string {
 }
 
 func (r *report) finish(wrong int64) {
-	if len(r.rows) > 0 {
+	if r.cfg.compare {
+		r.compareSummary()
+	} else if len(r.rows) > 0 {
 		fmt.Fprintf(r.w, "# Algorithm by size (B): %s\n", r.algoSummary())
 		// One line per size, or per run of sizes with the same reason
 		// (the shared-memory engine gives the same one at every size).

@@ -106,6 +106,9 @@ type rowResult struct {
 	Algorithm string `json:"algorithm"`
 	// Reason is why: the cost model's estimates compared, or "forced".
 	Reason string `json:"reason"`
+	// Requested is what -algo compare asked for on this row: ring, tree
+	// or auto; empty otherwise.
+	Requested string `json:"requested,omitempty"`
 }
 
 // float is the element types the benchmark sweeps.
@@ -144,15 +147,26 @@ func sweep[T float](ctx context.Context, r *rankRun) (int64, error) {
 		r.rep.start(rows)
 	}
 	for _, row := range rows {
-		res, err := runRow(ctx, r, row, src, dst)
-		if err != nil {
-			return 0, err
+		var results []rowResult
+		if r.cfg.compare {
+			var err error
+			if results, err = runCompareRow(ctx, r, row, src, dst); err != nil {
+				return 0, err
+			}
+		} else {
+			res, err := runRow(ctx, r, row, src, dst)
+			if err != nil {
+				return 0, err
+			}
+			results = []rowResult{res}
 		}
-		if res.Wrong != nil {
-			wrongTotal += *res.Wrong
-		}
-		if r.rep != nil {
-			r.rep.row(res)
+		for _, res := range results {
+			if res.Wrong != nil {
+				wrongTotal += *res.Wrong
+			}
+			if r.rep != nil {
+				r.rep.row(res)
+			}
 		}
 	}
 	if r.rep != nil {
@@ -243,10 +257,105 @@ func runRow[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T)
 	return res, nil
 }
 
+// compared is what -algo compare times: each forced algorithm and auto.
+var compared = []struct {
+	name string
+	opts []collective.CallOption
+}{
+	{"ring", []collective.CallOption{collective.Using(collective.Ring)}},
+	{"tree", []collective.CallOption{collective.Using(collective.Tree)}},
+	{"auto", nil},
+}
+
+// runCompareRow measures one size with every algorithm of compared in the
+// same run: after their warm-ups, the timed iterations take turns (ring,
+// tree, auto; tree, auto, ring; ...), so that a change in the machine's
+// load reaches all of them alike. Each gets its own row: the slowest rank's mean time
+// per call, and with -c its own check.
+func runCompareRow[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T) ([]rowResult, error) {
+	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
+	calls := make([]func() error, len(compared))
+	for i, a := range compared {
+		calls[i] = makeCall(ctx, r, row, src, dst, a.opts...)
+	}
+	s, d := cfg.op.lens(row, n, rank, cfg.root)
+	v := T(1)
+	if cfg.op.reduces() && cfg.redop == collective.Sum {
+		v = 0
+	}
+	fill(src[:s], v)
+	fill(dst[:d], v)
+	for range cfg.warmup {
+		for _, call := range calls {
+			if err := call(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := r.comm.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	stat := make([]float64, len(calls))
+	for it := range cfg.iters {
+		// The order rotates, so that none always follows the same one.
+		for k := range calls {
+			i := (it + k) % len(calls)
+			t0 := time.Now()
+			if err := calls[i](); err != nil {
+				return nil, err
+			}
+			stat[i] += time.Since(t0).Seconds()
+		}
+	}
+	for i := range stat {
+		stat[i] /= float64(cfg.iters)
+	}
+	if err := r.comm.AllReduce(ctx, stat, collective.Max); err != nil {
+		return nil, err
+	}
+	out := make([]rowResult, len(calls))
+	for i, a := range compared {
+		res := rowResult{Size: row.bytes, Count: row.count, Type: cfg.dt.ncclName(), Redop: "none", Root: -1, TimeUS: stat[i] * 1e6, Requested: a.name}
+		if cfg.op.reduces() {
+			res.Redop = cfg.redop.String()
+		}
+		if cfg.op.hasRoot() {
+			res.Root = cfg.root
+		}
+		res.Algorithm = "?"
+		if ch, err := r.comm.Explain(cfg.op.String(), int(cfg.dt.size()), int(row.count), a.opts...); err == nil {
+			res.Algorithm, res.Reason = ch.Name, ch.Reason
+		}
+		if stat[i] > 0 {
+			res.AlgBW = float64(row.bytes) / stat[i] / 1e9
+			res.BusBW = res.AlgBW * cfg.op.busFactor(n)
+		}
+		out[i] = res
+	}
+	if cfg.check {
+		wrong := make([]float64, len(calls))
+		for i, call := range calls {
+			w, err := check(ctx, r, row, src[:s], dst[:d], call)
+			if err != nil {
+				return nil, err
+			}
+			wrong[i] = float64(w)
+		}
+		if err := r.comm.AllReduce(ctx, wrong, collective.Sum); err != nil {
+			return nil, err
+		}
+		for i := range out {
+			w := int64(wrong[i])
+			out[i].Wrong = &w
+		}
+	}
+	return out, nil
+}
+
 // makeCall returns a function that runs the row's collective once on this
 // rank's slices of src and dst. The slices are converted to interfaces
 // once, here, so that the timed calls allocate nothing.
-func makeCall[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T) func() error {
+func makeCall[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T, opts ...collective.CallOption) func() error {
 	cfg, comm := r.cfg, r.comm
 	s, d := cfg.op.lens(row, comm.Size(), comm.Rank(), cfg.root)
 	var sa, da any = src[:s], dst[:d]
@@ -256,19 +365,19 @@ func makeCall[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []
 	var f func() error
 	switch cfg.op {
 	case opAllReduce:
-		f = func() error { return comm.AllReduce(ctx, da, cfg.redop) }
+		f = func() error { return comm.AllReduce(ctx, da, cfg.redop, opts...) }
 	case opBroadcast:
-		f = func() error { return comm.Broadcast(ctx, da, cfg.root) }
+		f = func() error { return comm.Broadcast(ctx, da, cfg.root, opts...) }
 	case opReduce:
-		f = func() error { return comm.Reduce(ctx, da, sa, cfg.redop, cfg.root) }
+		f = func() error { return comm.Reduce(ctx, da, sa, cfg.redop, cfg.root, opts...) }
 	case opGather:
-		f = func() error { return comm.Gather(ctx, da, sa, cfg.root) }
+		f = func() error { return comm.Gather(ctx, da, sa, cfg.root, opts...) }
 	case opAllGather:
-		f = func() error { return comm.AllGather(ctx, da, sa) }
+		f = func() error { return comm.AllGather(ctx, da, sa, opts...) }
 	case opReduceScatter:
-		f = func() error { return comm.ReduceScatter(ctx, da, sa, cfg.redop) }
+		f = func() error { return comm.ReduceScatter(ctx, da, sa, cfg.redop, opts...) }
 	case opSendRecv:
-		f = func() error { return comm.SendRecv(ctx, da, sa) }
+		f = func() error { return comm.SendRecv(ctx, da, sa, opts...) }
 	}
 	if cfg.dieRank != comm.Rank() {
 		return f
