@@ -100,6 +100,18 @@
 // the same; 2 KiB is up to 33% slower, 4 KiB up to 13%, 64 KiB 14% slower
 // at 16 KiB per input (BenchmarkReduceTile, 4 inputs).
 //
+// On amd64 the default build runs the n-ary Sum, when the CPU has AVX2,
+// in assembly of its own (sum_amd64.s): each block of 32 float32s (16
+// float64s) is loaded from srcs[0] into four YMM registers, every further
+// input added in order with VADDPS/VADDPD (the accumulator first, as in
+// the scalar loop), and stored once; the last few elements take a scalar
+// loop. Same bits, one pass. It is what the shared-memory engine reduces
+// with. BenchmarkReduceN, 4 inputs, "chosen" (the assembly) against
+// "tiled" (the portable path), 26 November 2026: float32 at 64 KiB per
+// input 43.5 against 11.6 GB/s, at 16 MiB 7.7 against 5.2; float64 29.1
+// against 22.9 and 7.4 against 5.8. A 4-rank 64 MiB AllReduce over shared
+// memory went from 1.44 to 1.72 GB/s bus bandwidth (medians of 3).
+//
 // gonum.org/v1/gonum has amd64 assembly only; on other architectures (and
 // with its noasm tag) it falls back to Go loops, which give the same bits
 // (an FMA of x*1+y, which the compiler may form on arm64, rounds once,

@@ -1,0 +1,51 @@
+//go:build amd64 && !goexperiment.simd
+
+package reduce
+
+import "golang.org/x/sys/cpu"
+
+// The default build on amd64: the portable kernels of kernels.go, except
+// the n-ary sum, which on CPUs with AVX2 runs the one-pass assembly of
+// sum_amd64.s: each input read once, dst written once, 32 float32s (16
+// float64s) in four registers at a time. (The SIMD build, simd_amd64.go,
+// replaces these functions with its own for every operation.)
+
+// hasAVX2 gates the assembly; a variable so that tests can take the
+// portable path too.
+var hasAVX2 = cpu.X86.HasAVX2
+
+func binary32(op Op, dst, src []float32) { scalar32(op, dst, src) }
+
+func binary64(op Op, dst, src []float64) { scalar64(op, dst, src) }
+
+func reduceN32(op Op, dst []float32, srcs [][]float32) {
+	if op != Sum || !hasAVX2 || len(srcs) < 2 {
+		tiled(op, dst, srcs, tileBytes/4, scalar32)
+		return
+	}
+	n := len(dst) &^ 31
+	sumN32AVX2(dst, srcs, n)
+	for i := n; i < len(dst); i++ {
+		v := srcs[0][i]
+		for _, s := range srcs[1:] {
+			v += s[i]
+		}
+		dst[i] = v
+	}
+}
+
+func reduceN64(op Op, dst []float64, srcs [][]float64) {
+	if op != Sum || !hasAVX2 || len(srcs) < 2 {
+		tiled(op, dst, srcs, tileBytes/8, scalar64)
+		return
+	}
+	n := len(dst) &^ 15
+	sumN64AVX2(dst, srcs, n)
+	for i := n; i < len(dst); i++ {
+		v := srcs[0][i]
+		for _, s := range srcs[1:] {
+			v += s[i]
+		}
+		dst[i] = v
+	}
+}
