@@ -5,8 +5,8 @@ package reduce
 import "golang.org/x/sys/cpu"
 
 // The default build on amd64: the portable kernels of kernels.go, except
-// the n-ary sum, which on CPUs with AVX2 runs the one-pass assembly of
-// sum_amd64.s: each input read once, dst written once, 32 float32s (16
+// the sums (binary and n-ary), which on CPUs with AVX2 run the one-pass
+// assembly of sum_amd64.s: each input read once, dst written once, 32 float32s (16
 // float64s) in four registers at a time. (The SIMD build, simd_amd64.go,
 // replaces these functions with its own for every operation.)
 
@@ -14,9 +14,31 @@ import "golang.org/x/sys/cpu"
 // portable path too.
 var hasAVX2 = cpu.X86.HasAVX2
 
-func binary32(op Op, dst, src []float32) { scalar32(op, dst, src) }
+func binary32(op Op, dst, src []float32) {
+	if op != Sum || !hasAVX2 || len(dst) < sumAsmMin32 {
+		scalar32(op, dst, src)
+		return
+	}
+	n := len(dst) &^ 31
+	pair := [2][]float32{dst, src}
+	sumN32AVX2(dst, pair[:], n)
+	if n < len(dst) {
+		sumUnroll4(dst[n:], src[n:len(dst)])
+	}
+}
 
-func binary64(op Op, dst, src []float64) { scalar64(op, dst, src) }
+func binary64(op Op, dst, src []float64) {
+	if op != Sum || !hasAVX2 || len(dst) < sumAsmMin64 {
+		scalar64(op, dst, src)
+		return
+	}
+	n := len(dst) &^ 15
+	pair := [2][]float64{dst, src}
+	sumN64AVX2(dst, pair[:], n)
+	if n < len(dst) {
+		sumUnroll4(dst[n:], src[n:len(dst)])
+	}
+}
 
 func reduceN32(op Op, dst []float32, srcs [][]float32) {
 	if op != Sum || !hasAVX2 || len(srcs) < 2 {
