@@ -611,9 +611,10 @@ func (r *shmRun) exec() error {
 			}
 			a, b := part(m, n, me)
 			mine := out[me][a*es : b*es]
-			r.reduceInto(mine, in, a*es, b*es)
 			if h.Op == wire.OpAllReduce {
-				copy(o.dst[(lo+a)*es:(lo+b)*es], mine)
+				r.reduceInto2(mine, o.dst[(lo+a)*es:(lo+b)*es], in, a*es, b*es)
+			} else {
+				r.reduceInto(mine, in, a*es, b*es)
 			}
 		case wire.OpReduceScatter:
 			r.reduceInto(o.dst[lo*es:hi*es], in, me*m*es, (me+1)*m*es)
@@ -661,6 +662,12 @@ func part(m, n, j int) (lo, hi int) {
 // of every rank's input area, in one pass over memory (the same bits as
 // copying the first input and reducing each further one into it).
 func (r *shmRun) reduceInto(dst []byte, in [][]byte, lo, hi int) {
+	r.reduceInto2(dst, nil, in, lo, hi)
+}
+
+// reduceInto2 is reduceInto that also leaves the result in dst2 (nil, or
+// as long as dst), stored from registers rather than copied afterwards.
+func (r *shmRun) reduceInto2(dst, dst2 []byte, in [][]byte, lo, hi int) {
 	if hi <= lo {
 		return
 	}
@@ -669,13 +676,23 @@ func (r *shmRun) reduceInto(dst []byte, in [][]byte, lo, hi int) {
 		for j := range in {
 			g.v64[j] = asF64(in[j][lo:hi])
 		}
-		reduce.Reduce64(r.o.kernel, asF64(dst), g.v64)
+		d := asF64(dst)
+		if dst2 == nil {
+			reduce.Reduce64(r.o.kernel, d, g.v64)
+		} else {
+			reduce.Reduce64To2(r.o.kernel, d, asF64(dst2), g.v64)
+		}
 		return
 	}
 	for j := range in {
 		g.v32[j] = asF32(in[j][lo:hi])
 	}
-	reduce.Reduce32(r.o.kernel, asF32(dst), g.v32)
+	d := asF32(dst)
+	if dst2 == nil {
+		reduce.Reduce32(r.o.kernel, d, g.v32)
+	} else {
+		reduce.Reduce32To2(r.o.kernel, d, asF32(dst2), g.v32)
+	}
 }
 
 // shmReport says where a shared-memory operation was when it ran out of

@@ -21,7 +21,7 @@ func binary32(op Op, dst, src []float32) {
 	}
 	n := len(dst) &^ 31
 	pair := [2][]float32{dst, src}
-	sumN32AVX2(dst, pair[:], n)
+	sumN32AVX2(dst, nil, pair[:], n)
 	if n < len(dst) {
 		sumUnroll4(dst[n:], src[n:len(dst)])
 	}
@@ -34,40 +34,48 @@ func binary64(op Op, dst, src []float64) {
 	}
 	n := len(dst) &^ 15
 	pair := [2][]float64{dst, src}
-	sumN64AVX2(dst, pair[:], n)
+	sumN64AVX2(dst, nil, pair[:], n)
 	if n < len(dst) {
 		sumUnroll4(dst[n:], src[n:len(dst)])
 	}
 }
 
-func reduceN32(op Op, dst []float32, srcs [][]float32) {
+func reduceN32(op Op, dst, dst2 []float32, srcs [][]float32) {
 	if op != Sum || !hasAVX2 || len(srcs) < 2 {
 		tiled(op, dst, srcs, tileBytes/4, scalar32)
+		copy(dst2, dst)
 		return
 	}
 	n := len(dst) &^ 31
-	sumN32AVX2(dst, srcs, n)
+	sumN32AVX2(dst, dst2, srcs, n)
 	for i := n; i < len(dst); i++ {
 		v := srcs[0][i]
 		for _, s := range srcs[1:] {
 			v += s[i]
 		}
 		dst[i] = v
+		if len(dst2) > 0 {
+			dst2[i] = v
+		}
 	}
 }
 
-func reduceN64(op Op, dst []float64, srcs [][]float64) {
+func reduceN64(op Op, dst, dst2 []float64, srcs [][]float64) {
 	if op != Sum || !hasAVX2 || len(srcs) < 2 {
 		tiled(op, dst, srcs, tileBytes/8, scalar64)
+		copy(dst2, dst)
 		return
 	}
 	n := len(dst) &^ 15
-	sumN64AVX2(dst, srcs, n)
+	sumN64AVX2(dst, dst2, srcs, n)
 	for i := n; i < len(dst); i++ {
 		v := srcs[0][i]
 		for _, s := range srcs[1:] {
 			v += s[i]
 		}
 		dst[i] = v
+		if len(dst2) > 0 {
+			dst2[i] = v
+		}
 	}
 }

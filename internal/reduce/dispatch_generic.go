@@ -9,10 +9,12 @@ func binary32(op Op, dst, src []float32) { scalar32(op, dst, src) }
 
 func binary64(op Op, dst, src []float64) { scalar64(op, dst, src) }
 
-func reduceN32(op Op, dst []float32, srcs [][]float32) {
+func reduceN32(op Op, dst, dst2 []float32, srcs [][]float32) {
 	tiled(op, dst, srcs, tileBytes/4, scalar32)
+	copy(dst2, dst)
 }
 
-func reduceN64(op Op, dst []float64, srcs [][]float64) {
+func reduceN64(op Op, dst, dst2 []float64, srcs [][]float64) {
 	tiled(op, dst, srcs, tileBytes/8, scalar64)
+	copy(dst2, dst)
 }

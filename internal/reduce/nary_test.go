@@ -286,3 +286,45 @@ func TestTiled(t *testing.T) {
 		}
 	}
 }
+
+// TestReduceTo2 checks that Reduce32To2 and Reduce64To2 leave Reduce32's
+// and Reduce64's bits in both destinations, for every op, length and
+// number of inputs, on every path.
+func TestReduceTo2(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(11, 12))
+		for _, op := range []Op{Sum, Prod, Min, Max} {
+			for _, k := range []int{1, 2, 4, 5} {
+				for _, n := range []int{0, 1, 31, 32, 33, 100, 1001} {
+					s32 := make([][]float32, k)
+					s64 := make([][]float64, k)
+					for j := range k {
+						s32[j], s64[j] = make([]float32, n), make([]float64, n)
+						for i := range n {
+							s32[j][i], s64[j][i] = float32(rng.NormFloat64()), rng.NormFloat64()
+						}
+					}
+					w32, a32, b32 := make([]float32, n), make([]float32, n), make([]float32, n)
+					w64, a64, b64 := make([]float64, n), make([]float64, n), make([]float64, n)
+					Reduce32(op, w32, s32)
+					Reduce32To2(op, a32, b32, s32)
+					Reduce64(op, w64, s64)
+					Reduce64To2(op, a64, b64, s64)
+					for i := range n {
+						if !exact32(op, a32[i], w32[i]) || !exact32(op, b32[i], w32[i]) ||
+							!exact64(op, a64[i], w64[i]) || !exact64(op, b64[i], w64[i]) {
+							t.Fatalf("%v, %d inputs of %d: element %d: %v %v want %v; %v %v want %v",
+								op, k, n, i, a32[i], b32[i], w32[i], a64[i], b64[i], w64[i])
+						}
+					}
+				}
+			}
+		}
+	})
+	defer func() {
+		if recover() == nil {
+			t.Error("a dst2 of another length was accepted")
+		}
+	}()
+	Reduce32To2(Sum, make([]float32, 4), make([]float32, 3), [][]float32{make([]float32, 4)})
+}

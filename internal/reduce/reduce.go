@@ -88,14 +88,35 @@ const errNoInputs = "reduce: no inputs"
 // otherwise overlap any input; the inputs may overlap each other.
 func Reduce32(op Op, dst []float32, srcs [][]float32) {
 	checkN(op, len(dst), srcs)
-	reduceN32(op, dst, srcs)
+	reduceN32(op, dst, nil, srcs)
+}
+
+// Reduce32To2 is Reduce32 that also leaves the result in dst2 (as long as
+// dst, overlapping nothing): stored twice from registers where the kernel
+// allows, instead of a copy afterwards.
+func Reduce32To2(op Op, dst, dst2 []float32, srcs [][]float32) {
+	checkN(op, len(dst), srcs)
+	if len(dst2) != len(dst) {
+		panic(errLength)
+	}
+	reduceN32(op, dst, dst2, srcs)
 }
 
 // Reduce64 sets dst[i] = ((srcs[0][i] ⊕ srcs[1][i]) ⊕ srcs[2][i]) ⊕ ...
 // for all i, where ⊕ is op. See Reduce32.
 func Reduce64(op Op, dst []float64, srcs [][]float64) {
 	checkN(op, len(dst), srcs)
-	reduceN64(op, dst, srcs)
+	reduceN64(op, dst, nil, srcs)
+}
+
+// Reduce64To2 is Reduce64 that also leaves the result in dst2. See
+// Reduce32To2.
+func Reduce64To2(op Op, dst, dst2 []float64, srcs [][]float64) {
+	checkN(op, len(dst), srcs)
+	if len(dst2) != len(dst) {
+		panic(errLength)
+	}
+	reduceN64(op, dst, dst2, srcs)
 }
 
 func checkN[F float](op Op, n int, srcs [][]F) {

@@ -47,7 +47,8 @@ func binary64(op Op, dst, src []float64) {
 	scalar64(op, dst, src)
 }
 
-func reduceN32(op Op, dst []float32, srcs [][]float32) {
+func reduceN32(op Op, dst, dst2 []float32, srcs [][]float32) {
+	defer copy(dst2, dst) // this build stores once; the default one twice
 	if !useAVX2 {
 		tiled(op, dst, srcs, tileBytes/4, scalar32)
 		return
@@ -60,7 +61,8 @@ func reduceN32(op Op, dst []float32, srcs [][]float32) {
 	fusedAVX32(op, dst, first, rest)
 }
 
-func reduceN64(op Op, dst []float64, srcs [][]float64) {
+func reduceN64(op Op, dst, dst2 []float64, srcs [][]float64) {
+	defer copy(dst2, dst) // this build stores once; the default one twice
 	if !useAVX2 {
 		tiled(op, dst, srcs, tileBytes/8, scalar64)
 		return
