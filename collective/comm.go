@@ -722,6 +722,7 @@ func (c *Communicator) Close() error {
 			// Peers that start another operation find this rank gone.
 			g.halt(c.rank, wire.CodeClosed)
 			defer g.close()
+			defer g.closeRegions()
 		}
 		c.mu.Lock()
 		linger, seq := c.linger, c.doneSeq

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/ringo-ml/ringo/internal/reduce"
 	"github.com/ringo-ml/ringo/internal/shm"
@@ -161,6 +162,14 @@ type shmGroup struct {
 
 	stop atomic.Bool // the communicator failed or closed
 
+	// Registered buffers (register.go).
+	reg     registry
+	reg3    [][2][3]*uint64 // per rank and call slot: region id, byte offset, mapped
+	zbufs   [][]byte        // the zero-copy path's view of every rank's buffer
+	scratch []byte          // one tile of the zero-copy path's reduction
+	// zeroCopies counts the operations that took the zero-copy path.
+	zeroCopies atomic.Int64
+
 	// Progress of the operation in flight, for hang reports.
 	waitRank atomic.Int32
 	window   atomic.Int64
@@ -268,7 +277,8 @@ func newShmGroup(segs []*shm.Segment, rank int) *shmGroup {
 	n := len(segs)
 	g := &shmGroup{segs: segs, win: shmWindow,
 		ctr: make([]*uint32, n), waiters: make([]*uint32, n), abort: make([]*uint32, n),
-		fp: make([][2][3]*uint64, n), v32: make([][]float32, n), v64: make([][]float64, n)}
+		fp: make([][2][3]*uint64, n), v32: make([][]float32, n), v64: make([][]float64, n),
+		reg3: make([][2][3]*uint64, n), zbufs: make([][]byte, n), scratch: alignedBytes(regTile)}
 	for s := range 2 {
 		g.in[s], g.out[s] = make([][]byte, n), make([][]byte, n)
 	}
@@ -280,6 +290,7 @@ func newShmGroup(segs []*shm.Segment, rank int) *shmGroup {
 		for s := range 2 {
 			for k := range 3 {
 				g.fp[j][s][k] = shm.Word64(m, offFP+8*(3*s+k))
+				g.reg3[j][s][k] = shm.Word64(m, offReg+8*(3*s+k))
 			}
 			base := shmHeader + s*2*shmWindow
 			g.in[s][j] = m[base : base+shmWindow : base+shmWindow]
@@ -526,6 +537,15 @@ func (r *shmRun) exec() error {
 	atomic.StoreUint64(g.fp[me][slot][0], h.Seq)
 	atomic.StoreUint64(g.fp[me][slot][1], packCall(h))
 	atomic.StoreUint64(g.fp[me][slot][2], h.Count)
+	// The buffer, if it is registered (register.go).
+	var regID, regOff uint64
+	if h.Op == wire.OpAllReduce && int(h.Count)*es >= regMin {
+		id, off := g.reg.lookup(unsafe.Pointer(unsafe.SliceData(o.dst)), len(o.dst))
+		regID, regOff = uint64(id), off
+	}
+	atomic.StoreUint64(g.reg3[me][slot][0], regID)
+	atomic.StoreUint64(g.reg3[me][slot][1], regOff)
+	atomic.StoreUint64(g.reg3[me][slot][2], 0)
 
 	count := int(h.Count)
 	per := g.win / es // elements of one window
@@ -593,6 +613,9 @@ func (r *shmRun) exec() error {
 		}
 		if k == 0 {
 			if err := r.checkCalls(); err != nil {
+				return err
+			}
+			if done, err := r.tryZeroCopy(); done {
 				return err
 			}
 		}
@@ -704,8 +727,14 @@ func (c *Communicator) shmReport() string {
 	}
 	j := g.waitRank.Load()
 	phase := "publishing"
-	if g.phase.Load() == 2 {
+	switch g.phase.Load() {
+	case 2:
 		phase = "combining"
+	case 3:
+		if j < 0 {
+			return "reducing its share of registered buffers in place (shared memory)"
+		}
+		return fmt.Sprintf("while waiting for rank %d to finish its share of registered buffers (shared memory)", j)
 	}
 	if j < 0 {
 		return fmt.Sprintf("in window %d of %d (shared memory)", g.window.Load(), g.windows.Load())

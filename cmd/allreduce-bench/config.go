@@ -107,6 +107,7 @@ type config struct {
 	root     int
 	algo     collective.Algorithm
 	compare  bool // -algo compare: ring, tree and auto side by side
+	reg      bool // -reg: buffers from Communicator.AllocFloat32/64
 	tport    collective.Transport
 	cpuProf  string // each launched rank writes its CPU profile to cpuProf.rankN
 	iters    int
@@ -319,6 +320,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.StringVar(&cfg.jsonFile, "json", "", "write the header and every row as JSON to `FILE`")
 	fs.StringVar(&cfg.plotFile, "plot", "", "plot busbw against size to `FILE` (.svg or .png)")
 	fs.Var(sizeFlag{&cfg.chunk}, "chunk", "pipelining chunk in `BYTES` (collective.Config.ChunkBytes; K, M suffixes)")
+	fs.BoolVar(&cfg.reg, "reg", false, "allocate the buffers with collective's AllocFloat32/64: on shared memory the other ranks map them, and an AllReduce of 1 MiB or more reduces in place with no copies through the segments (like nccl-tests' -R)")
 	fs.IntVar(&cfg.channels, "channels", 0, "`K` QUIC connections per link, data striped over them (collective.Config.Channels; 0: a quarter of the cores, at most 4, and 1 when every rank is on loopback)")
 
 	fs.StringVar(&cfg.join, "join", "", "join a group by gossip at seed `HOST:PORT` (comma-separated list; the seed itself passes its own -bind) instead of launching ranks; key from RINGO_CLUSTER_KEY")
@@ -504,6 +506,9 @@ func (cfg *config) flagLine() string {
 	}
 	if cfg.channels != 0 {
 		fmt.Fprintf(&b, " -channels %d", cfg.channels)
+	}
+	if cfg.reg {
+		b.WriteString(" -reg")
 	}
 	if cfg.jsonFile != "" {
 		fmt.Fprintf(&b, " -json %s", cfg.jsonFile)

@@ -186,6 +186,16 @@ func sweepBuffers[T float](r *rankRun, rows []rowSpec) (src, dst []T) {
 		srcMax, dstMax = max(srcMax, s), max(dstMax, d)
 	}
 	src, dst = make([]T, srcMax), make([]T, dstMax)
+	if cfg.reg {
+		// Registered with the shared-memory peers (ordinary memory on
+		// other paths); on failure the plain buffers above stay.
+		if s, err := allocFor[T](r.comm, srcMax); err == nil {
+			src = s
+		}
+		if d, err := allocFor[T](r.comm, dstMax); err == nil {
+			dst = d
+		}
+	}
 	fill(src, 1)
 	fill(dst, 1)
 	return src, dst
@@ -391,6 +401,20 @@ func makeCall[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []
 			killSelf()
 		}
 		return err
+	}
+}
+
+// allocFor allocates n elements with the communicator's AllocFloat32 or
+// AllocFloat64.
+func allocFor[T float](c *collective.Communicator, n int64) ([]T, error) {
+	var z T
+	switch any(z).(type) {
+	case float32:
+		b, err := c.AllocFloat32(int(n))
+		return any(b).([]T), err
+	default:
+		b, err := c.AllocFloat64(int(n))
+		return any(b).([]T), err
 	}
 }
 

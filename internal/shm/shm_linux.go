@@ -141,6 +141,23 @@ func (s *Segment) Close() error {
 	return err
 }
 
+// Detach lets go of the segment but not of its memory: an owner removes
+// the file, and the file (with the owner's lock) is closed, while the
+// mapping stays valid until the process ends. For memory handed to a
+// caller who may still hold it.
+func (s *Segment) Detach() error {
+	var err error
+	if s.owner {
+		err = s.Unlink()
+		deregister(s.Name)
+	}
+	if s.f != nil {
+		err = errors.Join(err, s.f.Close())
+		s.f = nil
+	}
+	return err
+}
+
 // Alive reports whether the segment's owner still holds its lock: false
 // once the owner process has died or closed the segment. It is one
 // system call.

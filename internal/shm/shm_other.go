@@ -25,6 +25,9 @@ func (s *Segment) Unlink() error { return nil }
 // Close does nothing.
 func (s *Segment) Close() error { return nil }
 
+// Detach does nothing on this platform.
+func (s *Segment) Detach() error { return nil }
+
 // Alive reports false.
 func (s *Segment) Alive() bool { return false }
 

@@ -1,0 +1,204 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"testing"
+	"time"
+)
+
+// allRanks runs f on every rank at once and joins the errors.
+func allRanks(comms []*Communicator, f func(r int, c *Communicator) error) error {
+	errs := make([]error, len(comms))
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[r] = f(r, c)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// regInput is rank r's element i: values whose float32 sums round, so
+// that the order of the additions shows in the bits.
+func regInput(r, i int) float64 { return float64((i*7+r*13)%1000)/3 + float64(r)*1e-3 }
+
+// TestRegistered runs AllReduce on buffers from AllocFloat32/64 over
+// shared memory: every rank's share reduced in place from the others'
+// buffers, the result in all of them, with the bits of the windows' path
+// (the same inputs in rank order), for sums, averages and maxima, on
+// offsets into a region; a rank with ordinary memory sends everyone back
+// to the windows; Free and Close leave what they promise.
+func TestRegistered(t *testing.T) {
+	comms := pinnedGroup(t, 3, TransportShm)
+	if comms[0].shm == nil {
+		t.Fatal("not on shared memory")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 3<<18 + 5 // 3 MiB and a bit of float32
+	b32 := make([][]float32, 3)
+	b64 := make([][]float64, 3)
+	for r, c := range comms {
+		var err error
+		if b32[r], err = c.AllocFloat32(n + 100); err != nil {
+			t.Fatal(err)
+		}
+		if b64[r], err = c.AllocFloat64(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zc := func() int64 {
+		var s int64
+		for _, c := range comms {
+			s += c.shm.zeroCopies.Load()
+		}
+		return s
+	}
+	check32 := func(name string, op Op, off int, plain int, wantZero bool) {
+		t.Helper()
+		bufs := make([][]float32, 3)
+		for r := range comms {
+			bufs[r] = b32[r][off : off+n]
+			if r == plain {
+				bufs[r] = make([]float32, n)
+			}
+			for i := range bufs[r] {
+				bufs[r][i] = float32(regInput(r, i))
+			}
+		}
+		want := make([]float32, n)
+		for i := range want {
+			v := bufs[0][i]
+			for r := 1; r < 3; r++ {
+				switch op {
+				case Max:
+					v = max(v, bufs[r][i])
+				default:
+					v += bufs[r][i]
+				}
+			}
+			if op == Avg {
+				v /= 3
+			}
+			want[i] = v
+		}
+		before := zc()
+		if err := allRanks(comms, func(r int, c *Communicator) error { return c.AllReduce(ctx, bufs[r], op) }); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for r := range comms {
+			for i := range want {
+				if math.Float32bits(bufs[r][i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%s: rank %d element %d: %v, want %v", name, r, i, bufs[r][i], want[i])
+				}
+			}
+		}
+		if got := zc() - before; wantZero != (got == 3) {
+			t.Errorf("%s: %d ranks took the zero-copy path, want all: %v", name, got, wantZero)
+		}
+	}
+	check32("sum", Sum, 0, -1, true)
+	check32("avg at an offset", Avg, 37, -1, true)
+	check32("max", Max, 100, -1, true)
+	check32("one rank's buffer is ordinary memory", Sum, 0, 1, false)
+
+	// float64, and a tensor below regMin takes the windows.
+	for _, count := range []int{n, 1000} {
+		before := zc()
+		if err := allRanks(comms, func(r int, c *Communicator) error {
+			for i := range count {
+				b64[r][i] = regInput(r, i)
+			}
+			return c.AllReduce(ctx, b64[r][:count], Sum)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for r := range comms {
+			for i := range count {
+				if want := (regInput(0, i) + regInput(1, i)) + regInput(2, i); b64[r][i] != want {
+					t.Fatalf("float64 %d: rank %d element %d: %v, want %v", count, r, i, b64[r][i], want)
+				}
+			}
+		}
+		if got, want := zc()-before, map[bool]int64{true: 3, false: 0}[count*8 >= regMin]; got != want {
+			t.Errorf("float64 %d: %d zero-copy ranks, want %d", count, got, want)
+		}
+	}
+
+	// Free: a freed region is gone for good; a new one works.
+	for r, c := range comms {
+		if err := c.Free(b64[r]); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Free(make([]float64, 3)); err != nil {
+			t.Errorf("Free of ordinary memory: %v", err)
+		}
+		if err := c.Free("x"); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Free of a string: %v", err)
+		}
+		var err error
+		if b64[r], err = c.AllocFloat64(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := zc()
+	if err := allRanks(comms, func(r int, c *Communicator) error { return c.AllReduce(ctx, b64[r], Sum) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := zc() - before; got != 3 {
+		t.Errorf("after Free and Alloc: %d zero-copy ranks, want 3", got)
+	}
+	if _, err := comms[0].AllocFloat32(-1); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Alloc of -1: %v", err)
+	}
+
+	// Close keeps the caller's memory mapped.
+	for _, c := range comms {
+		c.Close()
+	}
+	b32[0][5] = 1
+	if b32[0][5] != 1 || b64[2][n-1] != b64[2][n-1] {
+		t.Fatal("memory after Close")
+	}
+}
+
+// TestRegisteredElsewhere: on a data path without shared memory, Alloc
+// gives ordinary memory and AllReduce works on it.
+func TestRegisteredElsewhere(t *testing.T) {
+	ctx := context.Background()
+	comms, err := NewInProc(ctx, 2, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range comms {
+			c.Close()
+		}
+	}()
+	bufs := make([][]float32, 2)
+	for r, c := range comms {
+		if bufs[r], err = c.AllocFloat32(1 << 19); err != nil {
+			t.Fatal(err)
+		}
+		for i := range bufs[r] {
+			bufs[r][i] = float32(r + 1)
+		}
+	}
+	if err := allRanks(comms, func(r int, c *Communicator) error { return c.AllReduce(ctx, bufs[r], Sum) }); err != nil {
+		t.Fatal(err)
+	}
+	for r := range comms {
+		if bufs[r][0] != 3 || bufs[r][len(bufs[r])-1] != 3 {
+			t.Fatalf("rank %d: %v", r, bufs[r][:2])
+		}
+		if err := comms[r].Free(bufs[r]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
