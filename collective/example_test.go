@@ -119,3 +119,39 @@ func ExampleErrMismatch() {
 	fmt.Println(errors.Is(errs[0], collective.ErrMismatch), errors.Is(errs[1], collective.ErrMismatch))
 	// Output: true true
 }
+
+// A tensor that ranks reduce again and again is best allocated by the
+// communicator: between processes on one host, the other ranks map it and
+// AllReduce reduces it in place, with no copies. Elsewhere (here, goroutine
+// ranks) it is ordinary memory, and everything else is the same.
+func ExampleCommunicator_AllocFloat32() {
+	ctx := context.Background()
+	comms, err := collective.NewInProc(ctx, 2, collective.Config{})
+	if err != nil {
+		panic(err)
+	}
+	bufs := make([][]float32, 2)
+	for r, c := range comms {
+		if bufs[r], err = c.AllocFloat32(1 << 20); err != nil { // 4 MiB
+			panic(err)
+		}
+		bufs[r][0] = float32(r + 1)
+	}
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.AllReduce(ctx, bufs[r], collective.Sum); err != nil {
+				panic(err)
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Println(bufs[0][0], bufs[1][0])
+	for r, c := range comms {
+		_ = c.Free(bufs[r]) // the memory must not be used after Free
+		c.Close()
+	}
+	// Output: 3 3
+}

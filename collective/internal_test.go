@@ -140,6 +140,19 @@ func TestZeroAllocsShm(t *testing.T) {
 		t.Fatal("not on shared memory")
 	}
 	expectNoAllocs(t, comms, 1<<20, 1000)
+	// Registered buffers: the zero-copy path allocates nothing either.
+	bufs := make([][]float32, 2)
+	for r, c := range comms {
+		var err error
+		if bufs[r], err = c.AllocFloat32(1 << 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := comms[0].shm.zeroCopies.Load()
+	expectNoAllocsOn(t, comms, bufs, 200)
+	if comms[0].shm.zeroCopies.Load() == before {
+		t.Error("the registered buffers did not take the zero-copy path")
+	}
 }
 
 // expectNoAllocs runs a float32 sum AllReduce of n elements on two ranks
@@ -150,8 +163,13 @@ func TestZeroAllocsShm(t *testing.T) {
 // over enough calls, while one allocation per call would not.
 func expectNoAllocs(t *testing.T, comms []*Communicator, n, runs int) {
 	t.Helper()
+	expectNoAllocsOn(t, comms, [][]float32{make([]float32, n), make([]float32, n)}, runs)
+}
+
+// expectNoAllocsOn is expectNoAllocs on the given buffers.
+func expectNoAllocsOn(t *testing.T, comms []*Communicator, bufs [][]float32, runs int) {
+	t.Helper()
 	ctx := context.Background()
-	bufs := [][]float32{make([]float32, n), make([]float32, n)}
 	start, done := make(chan struct{}), make(chan error)
 	go func() {
 		for range start {
