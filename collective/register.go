@@ -52,10 +52,11 @@ type region struct {
 
 // registry holds this rank's regions and its mappings of the peers'.
 type registry struct {
-	mu    sync.Mutex
-	next  uint32
-	mine  []*region
-	peers map[[2]uint32]*shm.Segment // (rank, id) → mapping
+	mu     sync.Mutex
+	next   uint32
+	mine   []*region
+	peers  map[[2]uint32]*shm.Segment // (rank, id) → mapping
+	closed bool                       // the communicator closed: the segments' headers are gone
 }
 
 // AllocFloat32 returns n float32s (zeroed) that AllReduce can move without
@@ -101,6 +102,9 @@ func (c *Communicator) alloc(n, es int) (unsafe.Pointer, error) {
 	r := &g.reg
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return nil, fmt.Errorf("collective: Alloc: %w", ErrClosed)
+	}
 	entry := -1
 	for i := range regSlots {
 		if !r.used(i) {
@@ -143,6 +147,7 @@ func (r *registry) used(i int) bool {
 // as returned): the peers can no longer map it and its memory is unmapped.
 // It must not be in use, nor touched afterwards. Buffers that were
 // ordinary memory (other data paths) are left to the garbage collector.
+// Free works after Close too.
 func (c *Communicator) Free(buf any) error {
 	var p uintptr
 	switch b := buf.(type) {
@@ -166,8 +171,10 @@ func (c *Communicator) Free(buf any) error {
 	defer r.mu.Unlock()
 	for i, m := range r.mine {
 		if m.lo == p {
-			row := g.segs[c.rank].Mem[offRegTab+m.entry*regEntry:]
-			atomic.StoreUint32(shm.Word(row, 0), 0)
+			if !r.closed {
+				row := g.segs[c.rank].Mem[offRegTab+m.entry*regEntry:]
+				atomic.StoreUint32(shm.Word(row, 0), 0)
+			}
 			r.mine = append(r.mine[:i], r.mine[i+1:]...)
 			return m.seg.Close()
 		}
@@ -199,6 +206,24 @@ func (g *shmGroup) peer(j int, id uint32, off uint64, n int) []byte {
 	seg := r.peers[key]
 	if seg == nil {
 		tab := g.segs[j].Mem
+		// Forget this peer's regions that it has freed since: a mapping
+		// would keep their memory alive.
+		for k, s := range r.peers {
+			if k[0] != uint32(j) {
+				continue
+			}
+			listed := false
+			for i := range regSlots {
+				if atomic.LoadUint32(shm.Word(tab, offRegTab+i*regEntry)) == k[1] {
+					listed = true
+					break
+				}
+			}
+			if !listed {
+				_ = s.Close()
+				delete(r.peers, k)
+			}
+		}
 		for i := range regSlots {
 			row := tab[offRegTab+i*regEntry : offRegTab+(i+1)*regEntry]
 			if atomic.LoadUint32(shm.Word(row, 0)) != id {
@@ -237,6 +262,7 @@ func (g *shmGroup) closeRegions() {
 	r := &g.reg
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closed = true
 	for _, s := range r.peers {
 		_ = s.Close()
 	}
@@ -302,7 +328,7 @@ func (r *shmRun) tryZeroCopy() (bool, error) {
 		id := uint32(atomic.LoadUint64(g.reg3[j][slot][0]))
 		off := atomic.LoadUint64(g.reg3[j][slot][1])
 		if j == c.rank {
-			bufs[j] = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(o.dst))), len(o.dst))
+			bufs[j] = o.dst
 			continue
 		}
 		if bufs[j] = g.peer(j, id, off, bytes); bufs[j] == nil {

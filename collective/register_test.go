@@ -158,13 +158,49 @@ func TestRegistered(t *testing.T) {
 		t.Errorf("Alloc of -1: %v", err)
 	}
 
-	// Close keeps the caller's memory mapped.
+	// A peer that frees and allocates again many times does not leave
+	// its old regions mapped here.
+	for range 5 {
+		if err := comms[1].Free(b64[1]); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if b64[1], err = comms[1].AllocFloat64(n); err != nil {
+			t.Fatal(err)
+		}
+		if err := allRanks(comms, func(r int, c *Communicator) error { return c.AllReduce(ctx, b64[r], Sum) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for r, c := range comms {
+		c.shm.reg.mu.Lock()
+		mapped := 0
+		for k := range c.shm.reg.peers {
+			if k[0] == 1 {
+				mapped++
+			}
+		}
+		c.shm.reg.mu.Unlock()
+		if r != 1 && mapped != 2 { // b32[1] and the last b64[1]
+			t.Errorf("rank %d holds %d mappings of rank 1's regions, want 2", r, mapped)
+		}
+	}
+
+	// Close keeps the caller's memory mapped; Alloc then fails, Free works.
 	for _, c := range comms {
 		c.Close()
 	}
 	b32[0][5] = 1
 	if b32[0][5] != 1 || b64[2][n-1] != b64[2][n-1] {
 		t.Fatal("memory after Close")
+	}
+	if _, err := comms[0].AllocFloat32(1 << 20); !errors.Is(err, ErrClosed) {
+		t.Errorf("Alloc after Close: %v", err)
+	}
+	for r, c := range comms {
+		if err := c.Free(b32[r]); err != nil {
+			t.Errorf("Free after Close: %v", err)
+		}
 	}
 }
 
