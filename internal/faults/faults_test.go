@@ -164,6 +164,13 @@ func TestLossyNetwork(t *testing.T) {
 	sc.run(t)
 }
 
+// registered makes a plan's AllReduces use registered buffers, which on
+// shared memory take the zero-copy path from 1 MiB (2^18 float32s) up.
+func registered(p Plan) Plan {
+	p.Registered, p.MaxCount = true, 1<<19
+	return p
+}
+
 // TestFaultsSharedMemory: the same promise on the default transport, which
 // for ranks on one host is shared memory.
 func TestFaultsSharedMemory(t *testing.T) {
@@ -181,6 +188,8 @@ func TestFaultsSharedMemory(t *testing.T) {
 			pick: bigAllReduce, victim: 2, script: Script{Bound: d + 3*time.Second, Names: []string{"rank 2"}}},
 		{name: "term", plan: plan(33, Fault{Kind: FaultTerm, Point: PointBefore}),
 			pick: kindAtLeast(KindGather, 1<<10), victim: 0, script: Script{Bound: 3 * time.Second, Names: []string{"rank 0"}}},
+		{name: "kill-registered", plan: registered(plan(34, Fault{Kind: FaultKill, Point: PointDuring})),
+			pick: kindAtLeast(KindAllReduce, 1<<18), victim: 3, script: Script{Bound: 3 * time.Second, Names: []string{"rank 3"}}},
 	}
 	for _, sc := range cases {
 		sc.world = 4

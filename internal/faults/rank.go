@@ -62,7 +62,10 @@ type Plan struct {
 	Chunk     int      `json:"chunk"`     // Config.ChunkBytes, 0 for the default
 	Deadline  Duration `json:"deadline"`  // each call's context deadline
 	Idle      Duration `json:"idle"`      // Config.IdleTimeout, 0 for the default
-	Fault     Fault    `json:"fault"`
+	// Registered: AllReduce buffers from AllocFloat32/64 (zero copy on
+	// shared memory).
+	Registered bool  `json:"registered"`
+	Fault      Fault `json:"fault"`
 }
 
 // Fault is the fault of an epoch: which rank strikes, at which call and
@@ -295,7 +298,7 @@ func (p *rankProc) epoch(ctx context.Context, conn *net.UDPConn, m *epochMsg, ba
 		}
 		opCtx, cancelOp := context.WithTimeout(ctx, time.Duration(plan.Deadline))
 		t0 := time.Now()
-		out := Run(opCtx, comm, plan.Seed, call)
+		out := RunOn(opCtx, comm, plan.Seed, call, plan.Registered)
 		end := time.Now()
 		cancelOp()
 		if inj != nil {

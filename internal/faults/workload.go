@@ -139,6 +139,22 @@ func reduced(seed uint64, c Call, world, j int) float64 {
 	return acc
 }
 
+// allocLike returns a copy of buf in memory from the communicator's
+// AllocFloat32 or AllocFloat64.
+func allocLike(comm *collective.Communicator, buf any) (any, error) {
+	switch b := buf.(type) {
+	case []float32:
+		reg, err := comm.AllocFloat32(len(b))
+		copy(reg, b)
+		return reg, err
+	case []float64:
+		reg, err := comm.AllocFloat64(len(b))
+		copy(reg, b)
+		return reg, err
+	}
+	return nil, fmt.Errorf("faults: no registered buffer for a %T", buf)
+}
+
 // Outcome is what one rank saw of one call.
 type Outcome struct {
 	Err    error
@@ -151,6 +167,12 @@ type Outcome struct {
 // exactly against the reference. Buffers are made per call: the checks,
 // not the speed, matter here.
 func Run(ctx context.Context, comm *collective.Communicator, seed uint64, c Call) Outcome {
+	return RunOn(ctx, comm, seed, c, false)
+}
+
+// RunOn is Run; with registered, an AllReduce's buffer comes from the
+// communicator's AllocFloat32/64 (freed after the check).
+func RunOn(ctx context.Context, comm *collective.Communicator, seed uint64, c Call, registered bool) Outcome {
 	r, n := comm.Rank(), comm.Size()
 	var out any // what is checked afterwards
 	var want func(j int) float64
@@ -158,6 +180,14 @@ func Run(ctx context.Context, comm *collective.Communicator, seed uint64, c Call
 	switch c.Kind {
 	case KindAllReduce:
 		buf := inputs(seed, c, r, c.Count)
+		if registered {
+			reg, aerr := allocLike(comm, buf)
+			if aerr != nil {
+				return Outcome{Err: aerr}
+			}
+			defer func() { _ = comm.Free(reg) }()
+			buf = reg
+		}
 		err = comm.AllReduce(ctx, buf, c.Op)
 		out, want = buf, func(j int) float64 { return reduced(seed, c, n, j) }
 	case KindBroadcast:
