@@ -1,7 +1,9 @@
 // Package collective runs collective operations — AllReduce, Broadcast,
 // Reduce, Gather, AllGather, ReduceScatter and Barrier — on []float32 and
-// []float64 tensors among the ranks of a group, over QUIC with mutual TLS
-// between processes, or over in-memory pipes between goroutines.
+// []float64 tensors among the ranks of a group: through shared memory
+// between processes of one host, over QUIC with mutual TLS between hosts
+// (or TCP on a network you trust), or over in-memory pipes between
+// goroutines.
 //
 // # Using it
 //
@@ -42,12 +44,23 @@
 //
 // # How it moves data
 //
-// Operations run the pipelined ring schedules of package ring: AllReduce is
-// a reduce-scatter then an allgather, 2(n-1) steps, each segment cut into
-// chunks of Config.ChunkBytes so that chunk k+1 is on the wire while chunk
-// k is reduced. Payloads are read straight into the caller's slice (or a
-// reused chunk buffer that is reduced into it); the data path allocates
-// nothing per chunk.
+// Config.Transport picks the data path. By default ranks that all share a
+// host move tensors through shared memory (segments under /dev/shm that
+// every rank maps: each rank reduces its share of a window from every
+// rank's segment), and otherwise over QUIC. On the network paths the
+// operations run pipelined ring schedules (package ring: AllReduce is a
+// reduce-scatter then an allgather, 2(n-1) steps, segments cut into chunks
+// of Config.ChunkBytes) or tree schedules (package tree: recursive
+// doubling, binomial trees, the double binary tree), chosen per call by a
+// cost model measured on the links at creation (Config.Algorithm, Explain,
+// Calibrate). Payloads are read straight into the caller's slice or a
+// reused chunk buffer; the data path allocates nothing per chunk (quic-go
+// itself allocates per packet). Config.Channels stripes each QUIC link
+// over several connections.
+//
+// Buffers from AllocFloat32 and AllocFloat64 are shared memory that the
+// other ranks of the host map: an AllReduce of 1 MiB or more on such
+// buffers reduces in place, with no copies through the segments.
 //
 // Operations on one communicator run one at a time, in call order. All
 // methods are safe for concurrent use, but concurrent callers get an
