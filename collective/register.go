@@ -29,7 +29,7 @@ import (
 // windows.
 const (
 	regHeader = 64   // a region's first bytes: its token; the tensor starts here
-	offReg    = 256  // per-call words: two slots of (region id, byte offset, mapped)
+	offReg    = 256  // per-call words: two slots of (dst region id, dst offset, mapped, src region id, src offset)
 	offRegTab = 1024 // the region table in the communicator segment's header
 	regEntry  = 64   // one table entry: id u32, size u64 at 8, name 12 bytes at 16, token at 28
 	regSlots  = (shmHeader - offRegTab) / regEntry
@@ -59,13 +59,14 @@ type registry struct {
 	closed bool                       // the communicator closed: the segments' headers are gone
 }
 
-// AllocFloat32 returns n float32s (zeroed) that AllReduce can move without
-// copies when every rank's buffer comes from here: on the shared-memory
-// data path the memory is a segment the other ranks map, and an AllReduce
-// of at least 1 MiB whose buffers are all such memory reduces each rank's
-// share straight from the others' buffers and writes the result into all
-// of them (half the memory traffic of the windows). On other data paths
-// it is ordinary memory. Sub-slices work too. The memory stays valid until
+// AllocFloat32 returns n float32s (zeroed) that collectives can move
+// without copies: on the shared-memory data path the memory is a segment
+// the other ranks map. An AllReduce of at least 1 MiB whose buffers all
+// come from here reduces each rank's share straight from the others'
+// buffers and writes the result into all of them (half the memory traffic
+// of the windows); a Broadcast whose root's buffer does, and an AllGather
+// or ReduceScatter whose inputs do, read them in place (one copy instead
+// of two). On other data paths it is ordinary memory. Sub-slices work too. The memory stays valid until
 // Free, even after Close; after Free it must not be touched. At most 48
 // regions per rank at a time, each under 1 GiB.
 func (c *Communicator) AllocFloat32(n int) ([]float32, error) {
@@ -272,77 +273,191 @@ func (g *shmGroup) closeRegions() {
 	}
 }
 
-// zeroCopy runs an AllReduce whose buffers are all registered (bufs[j] is
-// rank j's, mapped here): this rank reduces its share straight from every
-// buffer, a tile at a time into scratch, stores the tile into every
-// buffer, and waits for the others to have done the same.
-func (r *shmRun) zeroCopy(bufs [][]byte) error {
-	c, g, o := r.c, r.g, r.o
-	es, n, me := o.es, c.world, c.rank
-	count := int(o.hdr.Count)
-	a, b := part(count, n, me)
-	tile := regTile / es
-	g.phase.Store(3)
-	g.zeroCopies.Add(1)
-	for lo := a; lo < b; lo += tile {
-		hi := min(lo+tile, b)
-		if o.failed.Load() {
-			return o.firstErr()
+// zcWords are the per-call words: which buffers a call names, and whether
+// the rank mapped what the zero-copy path needs.
+const (
+	zcDstID = iota
+	zcDstOff
+	zcMapped
+	zcSrcID
+	zcSrcOff
+)
+
+// nameBuffers stores, before the operation's first wait, which registered
+// regions hold its buffers (id 0: ordinary memory, or an operation the
+// zero-copy path does not take).
+func (r *shmRun) nameBuffers() {
+	g, o, me := r.g, r.o, r.c.rank
+	w := &g.reg5[me][o.hdr.Seq%2]
+	var dID, dOff, sID, sOff uint64
+	if zeroCopyOp(o.hdr.Op) && len(o.dst)+len(o.src) >= regMin {
+		if len(o.dst) > 0 {
+			id, off := g.reg.lookup(unsafe.Pointer(unsafe.SliceData(o.dst)), len(o.dst))
+			dID, dOff = uint64(id), off
 		}
-		if g.stop.Load() {
-			return c.stopCause()
-		}
-		if err := r.expired(); err != nil {
-			return err
-		}
-		scratch := g.scratch[:(hi-lo)*es]
-		r.reduceInto(scratch, bufs, lo*es, hi*es)
-		for j := range bufs {
-			copy(bufs[j][lo*es:hi*es], scratch)
+		if len(o.src) > 0 {
+			id, off := g.reg.lookup(unsafe.Pointer(unsafe.SliceData(o.src)), len(o.src))
+			sID, sOff = uint64(id), off
 		}
 	}
-	return r.sync()
+	atomic.StoreUint64(w[zcDstID], dID)
+	atomic.StoreUint64(w[zcDstOff], dOff)
+	atomic.StoreUint64(w[zcMapped], 0)
+	atomic.StoreUint64(w[zcSrcID], sID)
+	atomic.StoreUint64(w[zcSrcOff], sOff)
 }
 
-// tryZeroCopy decides, after the operation's first wait, whether an
-// AllReduce takes the zero-copy path: every rank must have named a
-// registered buffer, and every rank must map all of them, which takes one
-// more wait to learn. It reports whether the operation is done (err then
-// says how it ended). Every rank reaches the same decision.
+// zeroCopyOp reports whether op has a zero-copy path.
+func zeroCopyOp(op wire.Op) bool {
+	switch op {
+	case wire.OpAllReduce, wire.OpBroadcast, wire.OpAllGather, wire.OpReduceScatter:
+		return true
+	}
+	return false
+}
+
+// tryZeroCopy decides, after the operation's first wait, whether it takes
+// the zero-copy path: the buffers the other ranks read or write must all
+// be registered (AllReduce: every rank's buffer; Broadcast: the root's;
+// AllGather and ReduceScatter: every rank's input), and every rank must
+// map the ones it needs, which takes one more wait to learn. It reports
+// whether the operation is done (err then says how it ended). Every rank
+// reaches the same decision.
 func (r *shmRun) tryZeroCopy() (bool, error) {
 	c, g, o := r.c, r.g, r.o
 	h := &o.hdr
-	bytes := int(h.Count) * o.es
-	if h.Op != wire.OpAllReduce || bytes < regMin {
+	n, me, es := c.world, c.rank, o.es
+	count := int(h.Count)
+	if !zeroCopyOp(h.Op) {
 		return false, nil
 	}
 	slot := h.Seq % 2
-	for j := range c.world {
-		if atomic.LoadUint64(g.reg3[j][slot][0]) == 0 {
-			return false, nil // someone's buffer is ordinary memory
+	word := func(j, k int) uint64 { return atomic.LoadUint64(g.reg5[j][slot][k]) }
+	// Which rank's which buffer the others need, and its length.
+	var need []int // ranks
+	idw, offw, length := zcSrcID, zcSrcOff, count*es
+	switch h.Op {
+	case wire.OpAllReduce:
+		idw, offw = zcDstID, zcDstOff
+		need = g.ranks[:n]
+	case wire.OpBroadcast:
+		idw, offw = zcDstID, zcDstOff
+		need = g.ranks[h.Root : h.Root+1]
+	case wire.OpAllGather:
+		need = g.ranks[:n]
+	case wire.OpReduceScatter:
+		need, length = g.ranks[:n], n*count*es
+	}
+	if length == 0 {
+		return false, nil
+	}
+	for _, j := range need {
+		if word(j, idw) == 0 {
+			return false, nil // ordinary memory: the windows, on every rank
 		}
 	}
-	bufs := g.zbufs[:c.world]
+	bufs := g.zbufs[:n]
+	clear(bufs)
 	ok := uint64(1)
-	for j := range c.world {
-		id := uint32(atomic.LoadUint64(g.reg3[j][slot][0]))
-		off := atomic.LoadUint64(g.reg3[j][slot][1])
-		if j == c.rank {
-			bufs[j] = o.dst
+	for _, j := range need {
+		if j == me {
+			if idw == zcDstID {
+				bufs[j] = o.dst
+			} else {
+				bufs[j] = o.src
+			}
 			continue
 		}
-		if bufs[j] = g.peer(j, id, off, bytes); bufs[j] == nil {
+		if bufs[j] = g.peer(j, uint32(word(j, idw)), word(j, offw), length); bufs[j] == nil {
 			ok = 2
 		}
 	}
-	atomic.StoreUint64(g.reg3[c.rank][slot][2], ok)
+	atomic.StoreUint64(g.reg5[me][slot][zcMapped], ok)
 	if err := r.sync(); err != nil {
 		return true, err
 	}
-	for j := range c.world {
-		if atomic.LoadUint64(g.reg3[j][slot][2]) != 1 {
-			return false, nil // the windows, on every rank
+	for j := range n {
+		if word(j, zcMapped) != 1 {
+			return false, nil
 		}
 	}
-	return true, r.zeroCopy(bufs)
+	g.phase.Store(3)
+	g.zeroCopies.Add(1)
+	var err error
+	switch h.Op {
+	case wire.OpAllReduce:
+		err = r.zcAllReduce(bufs)
+	case wire.OpBroadcast:
+		if me != int(h.Root) {
+			err = r.zcCopy(o.dst, bufs[h.Root])
+		}
+	case wire.OpAllGather:
+		for j := 0; j < n && err == nil; j++ {
+			err = r.zcCopy(o.dst[j*count*es:(j+1)*count*es], bufs[j])
+		}
+	case wire.OpReduceScatter:
+		err = r.zcReduce(o.dst, bufs, me*count*es)
+	}
+	if err != nil {
+		return true, err
+	}
+	return true, r.sync() // the others are done with this rank's buffers
+}
+
+// zcCheck reports why the zero-copy path must stop, if it must.
+func (r *shmRun) zcCheck() error {
+	if r.o.failed.Load() {
+		return r.o.firstErr()
+	}
+	if r.g.stop.Load() {
+		return r.c.stopCause()
+	}
+	return r.expired()
+}
+
+// zcCopy copies src into dst a tile at a time, checking between tiles.
+func (r *shmRun) zcCopy(dst, src []byte) error {
+	for lo := 0; lo < len(dst); lo += regTile {
+		if err := r.zcCheck(); err != nil {
+			return err
+		}
+		hi := min(lo+regTile, len(dst))
+		copy(dst[lo:hi], src[lo:hi])
+	}
+	return nil
+}
+
+// zcReduce sets dst to the reduction, in rank order, of bytes [at,
+// at+len(dst)) of every rank's buffer in bufs, a tile at a time.
+func (r *shmRun) zcReduce(dst []byte, bufs [][]byte, at int) error {
+	for lo := 0; lo < len(dst); lo += regTile {
+		if err := r.zcCheck(); err != nil {
+			return err
+		}
+		hi := min(lo+regTile, len(dst))
+		r.reduceInto(dst[lo:hi], bufs, at+lo, at+hi)
+	}
+	return nil
+}
+
+// zcAllReduce: this rank reduces its share straight from every rank's
+// buffer, a tile at a time into scratch, and stores the tile into every
+// buffer.
+func (r *shmRun) zcAllReduce(bufs [][]byte) error {
+	c, g, o := r.c, r.g, r.o
+	es := o.es
+	a, b := part(int(o.hdr.Count), c.world, c.rank)
+	a, b = a*es, b*es
+	for lo := a; lo < b; lo += regTile {
+		if err := r.zcCheck(); err != nil {
+			return err
+		}
+		hi := min(lo+regTile, b)
+		scratch := g.scratch[:hi-lo]
+		r.reduceInto(scratch, bufs, lo, hi)
+		for j := range bufs {
+			copy(bufs[j][lo:hi], scratch)
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package collective
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"testing"
@@ -236,5 +237,108 @@ func TestRegisteredElsewhere(t *testing.T) {
 		if err := comms[r].Free(bufs[r]); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestRegisteredOthers: Broadcast from a registered root buffer, and
+// AllGather and ReduceScatter from registered inputs, take the zero-copy
+// path (the other buffers may be ordinary memory) and give the windows'
+// results; one rank's ordinary input sends all back to the windows.
+func TestRegisteredOthers(t *testing.T) {
+	comms := pinnedGroup(t, 3, TransportShm)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const count = 1<<18 + 3 // per rank: just over 1 MiB of float32
+	zc := func() int64 {
+		var s int64
+		for _, c := range comms {
+			s += c.shm.zeroCopies.Load()
+		}
+		return s
+	}
+	alloc := func(r, n int, registered bool) []float32 {
+		if !registered {
+			return make([]float32, n)
+		}
+		b, err := comms[r].AllocFloat32(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = comms[r].Free(b) })
+		return b
+	}
+	expect := func(name string, before int64, zero bool) {
+		t.Helper()
+		if got := zc() - before; (got == 3) != zero || (got != 0 && got != 3) {
+			t.Errorf("%s: %d ranks took the zero-copy path, want all: %v", name, got, zero)
+		}
+	}
+
+	// Broadcast from rank 1: only the root's buffer is registered.
+	bufs := make([][]float32, 3)
+	for r := range 3 {
+		bufs[r] = alloc(r, count, r == 1)
+		for i := range bufs[r] {
+			bufs[r][i] = float32(regInput(r, i))
+		}
+	}
+	before := zc()
+	if err := allRanks(comms, func(r int, c *Communicator) error { return c.Broadcast(ctx, bufs[r], 1) }); err != nil {
+		t.Fatal(err)
+	}
+	for r := range 3 {
+		for i := range bufs[r] {
+			if bufs[r][i] != float32(regInput(1, i)) {
+				t.Fatalf("broadcast: rank %d element %d: %v", r, i, bufs[r][i])
+			}
+		}
+	}
+	expect("broadcast", before, true)
+
+	for _, allRegistered := range []bool{true, false} {
+		// AllGather: registered inputs, ordinary outputs.
+		srcs, dsts := make([][]float32, 3), make([][]float32, 3)
+		for r := range 3 {
+			srcs[r] = alloc(r, count, allRegistered || r != 2)
+			dsts[r] = make([]float32, 3*count)
+			for i := range srcs[r] {
+				srcs[r][i] = float32(regInput(r, i))
+			}
+		}
+		before = zc()
+		if err := allRanks(comms, func(r int, c *Communicator) error { return c.AllGather(ctx, dsts[r], srcs[r]) }); err != nil {
+			t.Fatal(err)
+		}
+		for r := range 3 {
+			for i, v := range dsts[r] {
+				if v != float32(regInput(i/count, i%count)) {
+					t.Fatalf("allgather (all registered: %v): rank %d element %d: %v", allRegistered, r, i, v)
+				}
+			}
+		}
+		expect(fmt.Sprintf("allgather (all registered: %v)", allRegistered), before, allRegistered)
+
+		// ReduceScatter: registered inputs of 3 blocks, ordinary outputs.
+		for r := range 3 {
+			srcs[r] = alloc(r, 3*count, allRegistered || r != 0)
+			dsts[r] = make([]float32, count)
+			for i := range srcs[r] {
+				srcs[r][i] = float32(regInput(r, i))
+			}
+		}
+		before = zc()
+		if err := allRanks(comms, func(r int, c *Communicator) error { return c.ReduceScatter(ctx, dsts[r], srcs[r], Sum) }); err != nil {
+			t.Fatal(err)
+		}
+		for r := range 3 {
+			for i, v := range dsts[r] {
+				j := r*count + i
+				want := (srcs[0][j] + srcs[1][j]) + srcs[2][j]
+				if math.Float32bits(v) != math.Float32bits(want) {
+					t.Fatalf("reducescatter (all registered: %v): rank %d element %d: %v, want %v", allRegistered, r, i, v, want)
+				}
+			}
+		}
+		expect(fmt.Sprintf("reducescatter (all registered: %v)", allRegistered), before, allRegistered)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/ringo-ml/ringo/internal/reduce"
 	"github.com/ringo-ml/ringo/internal/shm"
@@ -164,9 +163,10 @@ type shmGroup struct {
 
 	// Registered buffers (register.go).
 	reg     registry
-	reg3    [][2][3]*uint64 // per rank and call slot: region id, byte offset, mapped
+	reg5    [][2][5]*uint64 // per rank and call slot: dst region id, dst offset, mapped, src region id, src offset
 	zbufs   [][]byte        // the zero-copy path's view of every rank's buffer
 	scratch []byte          // one tile of the zero-copy path's reduction
+	ranks   []int           // 0..n-1
 	// zeroCopies counts the operations that took the zero-copy path.
 	zeroCopies atomic.Int64
 
@@ -278,7 +278,11 @@ func newShmGroup(segs []*shm.Segment, rank int) *shmGroup {
 	g := &shmGroup{segs: segs, win: shmWindow,
 		ctr: make([]*uint32, n), waiters: make([]*uint32, n), abort: make([]*uint32, n),
 		fp: make([][2][3]*uint64, n), v32: make([][]float32, n), v64: make([][]float64, n),
-		reg3: make([][2][3]*uint64, n), zbufs: make([][]byte, n), scratch: alignedBytes(regTile)}
+		reg5: make([][2][5]*uint64, n), zbufs: make([][]byte, n), scratch: alignedBytes(regTile)}
+	g.ranks = make([]int, n)
+	for j := range g.ranks {
+		g.ranks[j] = j
+	}
 	for s := range 2 {
 		g.in[s], g.out[s] = make([][]byte, n), make([][]byte, n)
 	}
@@ -290,7 +294,9 @@ func newShmGroup(segs []*shm.Segment, rank int) *shmGroup {
 		for s := range 2 {
 			for k := range 3 {
 				g.fp[j][s][k] = shm.Word64(m, offFP+8*(3*s+k))
-				g.reg3[j][s][k] = shm.Word64(m, offReg+8*(3*s+k))
+			}
+			for k := range 5 {
+				g.reg5[j][s][k] = shm.Word64(m, offReg+8*(5*s+k))
 			}
 			base := shmHeader + s*2*shmWindow
 			g.in[s][j] = m[base : base+shmWindow : base+shmWindow]
@@ -537,15 +543,7 @@ func (r *shmRun) exec() error {
 	atomic.StoreUint64(g.fp[me][slot][0], h.Seq)
 	atomic.StoreUint64(g.fp[me][slot][1], packCall(h))
 	atomic.StoreUint64(g.fp[me][slot][2], h.Count)
-	// The buffer, if it is registered (register.go).
-	var regID, regOff uint64
-	if h.Op == wire.OpAllReduce && int(h.Count)*es >= regMin {
-		id, off := g.reg.lookup(unsafe.Pointer(unsafe.SliceData(o.dst)), len(o.dst))
-		regID, regOff = uint64(id), off
-	}
-	atomic.StoreUint64(g.reg3[me][slot][0], regID)
-	atomic.StoreUint64(g.reg3[me][slot][1], regOff)
-	atomic.StoreUint64(g.reg3[me][slot][2], 0)
+	r.nameBuffers() // registered buffers, for the zero-copy path (register.go)
 
 	count := int(h.Count)
 	per := g.win / es // elements of one window
