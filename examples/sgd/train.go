@@ -126,13 +126,25 @@ func newWorker(cfg *config, r *rt.Runtime, comm *collective.Communicator, logf f
 		cfg: cfg, rt: r, comm: comm, logf: logf, model: m, train: train, test: test,
 		buckets:   planBuckets(m.tensors, cfg.bucketBytes),
 		params:    make([]float64, m.nParams),
-		grad:      make([]float64, m.nParams),
+		grad:      gradBuffer(comm, m.nParams),
 		velocity:  make([]float64, m.nParams),
 		psGrad:    make([]float64, m.nParams),
 		permEpoch: -1,
 		killArmed: cfg.killRank >= 0 && comm.Rank() == cfg.killRank && comm.Epoch() <= 1,
 	}
 	return w, nil
+}
+
+// gradBuffer allocates the gradient vector, whose buckets are averaged
+// every step, with the communicator: on shared memory the other workers
+// map it, and buckets of 1 MiB or more are then reduced in place (see
+// AllocFloat64); elsewhere, or if that fails, it is ordinary memory.
+func gradBuffer(comm *collective.Communicator, n int) []float64 {
+	g, err := comm.AllocFloat64(n)
+	if err != nil {
+		return make([]float64, n)
+	}
+	return g
 }
 
 // permutation returns epoch e's order of the training examples: the same
@@ -488,7 +500,11 @@ func (w *worker) reform(ctx context.Context, cause error) error {
 	if err != nil {
 		return fmt.Errorf("re-forming the group after epoch %d: %w", epoch, err)
 	}
-	w.comm = next
+	// A gradient buffer the new group's peers know; the old communicator
+	// is closed, so nothing uses the old buffer any more.
+	old, oldGrad := w.comm, w.grad
+	w.comm, w.grad = next, gradBuffer(next, len(w.grad))
+	_ = old.Free(oldGrad)
 	w.killArmed = false
 	w.logf("re-formed at group epoch %d in %v: rank %d of %d", next.Epoch(), time.Since(t0).Round(time.Millisecond), next.Rank(), next.Size())
 	return nil
