@@ -404,13 +404,20 @@ func (r *shmRun) tryZeroCopy() (bool, error) {
 	return true, r.sync() // the others are done with this rank's buffers
 }
 
-// zcCheck reports why the zero-copy path must stop, if it must.
+// zcCheck reports why the zero-copy path must stop, if it must: this
+// operation or communicator failed, its time ran out, or a peer aborted
+// (then this rank stops writing into the peers' buffers within a tile).
 func (r *shmRun) zcCheck() error {
 	if r.o.failed.Load() {
 		return r.o.firstErr()
 	}
 	if r.g.stop.Load() {
 		return r.c.stopCause()
+	}
+	for j, w := range r.g.abort {
+		if j != r.c.rank && atomic.LoadUint32(w) != 0 {
+			return r.stopped(j)
+		}
 	}
 	return r.expired()
 }

@@ -342,3 +342,35 @@ func TestRegisteredOthers(t *testing.T) {
 		expect(fmt.Sprintf("reducescatter (all registered: %v)", allRegistered), before, allRegistered)
 	}
 }
+
+// TestCalibrateBudget: when the probes predict that timing the schedules
+// would take longer than calBudget (slow or lossy links), every rank skips
+// it alike and chooses from alpha, beta and gamma alone.
+func TestCalibrateBudget(t *testing.T) {
+	saved := calBudget
+	calBudget = 0
+	defer func() { calBudget = saved }()
+	comms := pinnedGroup(t, 3, TransportQUIC)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := allRanks(comms, func(_ int, c *Communicator) error { return c.Calibrate(ctx) }); err != nil {
+		t.Fatal(err)
+	}
+	for r, c := range comms {
+		k := c.Costs()
+		if k.AllReduce[0].PerByte != 0 || k.Alpha <= 0 || k.Beta <= 0 || k != comms[0].Costs() {
+			t.Errorf("rank %d: costs %+v; want the probes' alone, the same on every rank", r, k)
+		}
+		ch, err := c.Explain("allreduce", 4, 1<<20, Using(Auto))
+		if err != nil || ch.Name == "" {
+			t.Errorf("rank %d: Explain: %+v, %v", r, ch, err)
+		}
+	}
+	bufs := [][]float32{{1}, {2}, {3}}
+	if err := allRanks(comms, func(r int, c *Communicator) error { return c.AllReduce(ctx, bufs[r], Sum, Using(Auto)) }); err != nil {
+		t.Fatal(err)
+	}
+	if bufs[0][0] != 6 || bufs[2][0] != 6 {
+		t.Errorf("AllReduce after a probes-only calibration: %v", bufs)
+	}
+}

@@ -176,6 +176,9 @@ func soakEpoch(rng *rand.Rand, world int) (Plan, Script, *Net) {
 	switch rng.IntN(4) {
 	case 0:
 		p.Transport, p.Algorithm = "auto", "auto" // shared memory on this host
+		if rng.IntN(2) == 0 {
+			p = registered(p) // AllReduces on registered buffers: the zero-copy path
+		}
 	case 1:
 		p.Algorithm = []string{"auto", "tree"}[rng.IntN(2)]
 	}
