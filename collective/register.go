@@ -96,10 +96,10 @@ func (c *Communicator) alloc(n, es int) (unsafe.Pointer, error) {
 	if g == nil || n == 0 {
 		return nil, nil
 	}
-	size := regHeader + n*es
 	if n > (shm.MaxSize-regHeader)/es {
 		return nil, fmt.Errorf("collective: %w: Alloc of %d elements of %d bytes exceeds the %d bytes a region may hold", ErrInvalid, n, es, shm.MaxSize-regHeader)
 	}
+	size := regHeader + n*es
 	r := &g.reg
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -5,24 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"testing"
 	"time"
 )
 
 // allRanks runs f on every rank at once and joins the errors.
 func allRanks(comms []*Communicator, f func(r int, c *Communicator) error) error {
-	errs := make([]error, len(comms))
-	var wg sync.WaitGroup
-	for r, c := range comms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[r] = f(r, c)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(onEveryRank(comms, f)...)
 }
 
 // regInput is rank r's element i: values whose float32 sums round, so

@@ -147,18 +147,13 @@ func sweep[T float](ctx context.Context, r *rankRun) (int64, error) {
 		r.rep.start(rows)
 	}
 	for _, row := range rows {
-		var results []rowResult
+		algs := configured
 		if r.cfg.compare {
-			var err error
-			if results, err = runCompareRow(ctx, r, row, src, dst); err != nil {
-				return 0, err
-			}
-		} else {
-			res, err := runRow(ctx, r, row, src, dst)
-			if err != nil {
-				return 0, err
-			}
-			results = []rowResult{res}
+			algs = compared
+		}
+		results, err := measure(ctx, r, row, src, dst, algs)
+		if err != nil {
+			return 0, err
 		}
 		for _, res := range results {
 			if res.Wrong != nil {
@@ -201,93 +196,49 @@ func sweepBuffers[T float](r *rankRun, rows []rowSpec) (src, dst []T) {
 	return src, dst
 }
 
-// runRow measures one size: warm-up, a barrier, the timed iterations, the
-// slowest rank's mean time, and with -c the check, its wrong elements
-// summed over the ranks. Every rank gets the same result.
+// runRow measures one size with the configured algorithm: warm-up, a
+// barrier, the timed iterations, the slowest rank's mean time, and with -c
+// the check, its wrong elements summed over the ranks. Every rank gets the
+// same result.
 func runRow[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T) (rowResult, error) {
-	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
-	stat := make([]float64, 1)
-	call := makeCall(ctx, r, row, src, dst)
-	// Timing inputs are fixed points of the operator (0 for sum, 1
-	// otherwise), so repeated in-place reductions never drift into
-	// infinities or slow subnormal numbers.
-	s, d := cfg.op.lens(row, n, rank, cfg.root)
-	v := T(1)
-	if cfg.op.reduces() && cfg.redop == collective.Sum {
-		v = 0
-	}
-	fill(src[:s], v)
-	fill(dst[:d], v)
-	for range cfg.warmup {
-		if err := call(); err != nil {
-			return rowResult{}, err
-		}
-	}
-	if err := r.comm.Barrier(ctx); err != nil {
+	res, err := measure(ctx, r, row, src, dst, configured)
+	if err != nil {
 		return rowResult{}, err
 	}
-	t0 := time.Now()
-	for range cfg.iters {
-		if err := call(); err != nil {
-			return rowResult{}, err
-		}
-	}
-	stat[0] = time.Since(t0).Seconds() / float64(cfg.iters)
-	// The slowest rank's mean is the row's time.
-	if err := r.comm.AllReduce(ctx, stat, collective.Max); err != nil {
-		return rowResult{}, err
-	}
-	res := rowResult{Size: row.bytes, Count: row.count, Type: cfg.dt.ncclName(), Redop: "none", Root: -1, TimeUS: stat[0] * 1e6}
-	if cfg.op.reduces() {
-		res.Redop = cfg.redop.String()
-	}
-	if cfg.op.hasRoot() {
-		res.Root = cfg.root
-	}
-	res.Algorithm = "?"
-	if ch, err := r.comm.Explain(cfg.op.String(), int(cfg.dt.size()), int(row.count)); err == nil {
-		res.Algorithm, res.Reason = ch.Name, ch.Reason
-	}
-	if stat[0] > 0 {
-		res.AlgBW = float64(row.bytes) / stat[0] / 1e9
-		res.BusBW = res.AlgBW * cfg.op.busFactor(n)
-	}
-	if cfg.check {
-		wrong, err := check(ctx, r, row, src[:s], dst[:d], call)
-		if err != nil {
-			return rowResult{}, err
-		}
-		stat[0] = float64(wrong)
-		if err := r.comm.AllReduce(ctx, stat, collective.Sum); err != nil {
-			return rowResult{}, err
-		}
-		total := int64(stat[0])
-		res.Wrong = &total
-	}
-	return res, nil
+	return res[0], nil
 }
 
-// compared is what -algo compare times: each forced algorithm and auto.
-var compared = []struct {
+// algChoice is an algorithm a row is measured with: its name in the
+// table's last column (empty for the configured one) and the call options.
+type algChoice struct {
 	name string
 	opts []collective.CallOption
-}{
+}
+
+// configured measures a row as the communicator's Config says.
+var configured = []algChoice{{}}
+
+// compared is what -algo compare times: each forced algorithm and auto.
+var compared = []algChoice{
 	{"ring", []collective.CallOption{collective.Using(collective.Ring)}},
 	{"tree", []collective.CallOption{collective.Using(collective.Tree)}},
 	{"auto", nil},
 }
 
-// runCompareRow measures one size with every algorithm of compared in the
-// same run: after their warm-ups, the timed iterations take turns (ring,
-// tree, auto; tree, auto, ring; ...), so that a change in the machine's
-// load reaches all of them alike. Each gets its own row: the slowest rank's mean time
+// measure measures one size with every algorithm of algs in the same run:
+// after their warm-ups, the timed iterations take turns (ring, tree, auto;
+// tree, auto, ring; ...), so that a change in the machine's load reaches
+// all of them alike. Each gets its own row: the slowest rank's mean time
 // per call, and with -c its own check.
-func runCompareRow[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T) ([]rowResult, error) {
+func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T, algs []algChoice) ([]rowResult, error) {
 	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
-	calls := make([]func() error, len(compared))
-	for i, a := range compared {
+	calls := make([]func() error, len(algs))
+	for i, a := range algs {
 		calls[i] = makeCall(ctx, r, row, src, dst, a.opts...)
 	}
+	// Timing inputs are fixed points of the operator (0 for sum, 1
+	// otherwise), so repeated in-place reductions never drift into
+	// infinities or slow subnormal numbers.
 	s, d := cfg.op.lens(row, n, rank, cfg.root)
 	v := T(1)
 	if cfg.op.reduces() && cfg.redop == collective.Sum {
@@ -320,11 +271,12 @@ func runCompareRow[T float](ctx context.Context, r *rankRun, row rowSpec, src, d
 	for i := range stat {
 		stat[i] /= float64(cfg.iters)
 	}
+	// The slowest rank's mean is the row's time.
 	if err := r.comm.AllReduce(ctx, stat, collective.Max); err != nil {
 		return nil, err
 	}
 	out := make([]rowResult, len(calls))
-	for i, a := range compared {
+	for i, a := range algs {
 		res := rowResult{Size: row.bytes, Count: row.count, Type: cfg.dt.ncclName(), Redop: "none", Root: -1, TimeUS: stat[i] * 1e6, Requested: a.name}
 		if cfg.op.reduces() {
 			res.Redop = cfg.redop.String()

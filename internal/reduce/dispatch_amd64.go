@@ -48,16 +48,7 @@ func reduceN32(op Op, dst, dst2 []float32, srcs [][]float32) {
 	}
 	n := len(dst) &^ 31
 	sumN32AVX2(dst, dst2, srcs, n)
-	for i := n; i < len(dst); i++ {
-		v := srcs[0][i]
-		for _, s := range srcs[1:] {
-			v += s[i]
-		}
-		dst[i] = v
-		if len(dst2) > 0 {
-			dst2[i] = v
-		}
-	}
+	sumTail(dst, dst2, srcs, n)
 }
 
 func reduceN64(op Op, dst, dst2 []float64, srcs [][]float64) {
@@ -68,6 +59,12 @@ func reduceN64(op Op, dst, dst2 []float64, srcs [][]float64) {
 	}
 	n := len(dst) &^ 15
 	sumN64AVX2(dst, dst2, srcs, n)
+	sumTail(dst, dst2, srcs, n)
+}
+
+// sumTail finishes an n-ary sum from element n on, past the assembly's
+// last whole block: the same additions in the same order.
+func sumTail[F float](dst, dst2 []F, srcs [][]F, n int) {
 	for i := n; i < len(dst); i++ {
 		v := srcs[0][i]
 		for _, s := range srcs[1:] {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -82,17 +81,7 @@ func TestQUICChannels(t *testing.T) {
 		defer ca.Close()
 		m, _ := quicPairChannels(t, ca, tc.offer)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		var links [2]*Link
-		var errs [2]error
-		var wg sync.WaitGroup
-		for r := range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				links[r], errs[r] = m[r].Link(ctx, 1-r)
-			}()
-		}
-		wg.Wait()
+		links, errs := linkPair(ctx, m)
 		if errs[0] != nil || errs[1] != nil {
 			t.Fatalf("offers %v: %v", tc.offer, errs)
 		}

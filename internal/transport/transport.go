@@ -282,8 +282,17 @@ type base struct {
 // channel: it is settled once every channel has said hello.
 type pendingLink struct {
 	link  *Link
-	extra []rawConn // by channel - 1
-	got   int
+	extra []rawConn // by channel - 1; nil until that channel says hello
+}
+
+// complete reports whether every channel has said hello.
+func (p *pendingLink) complete() bool {
+	for _, r := range p.extra {
+		if r == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func newBase(id Identity, events Events, dialer func(context.Context, int) (rawConn, error)) *base {
@@ -431,7 +440,6 @@ func (b *base) answer(peer int, h *wire.Hello, raw rawConn) (*wire.Hello, error)
 		return nil, fmt.Errorf("transport: rank %d opened channel %d of %d, but its link has %d channels and that one is taken: %w", peer, h.Channel, h.Channels, 1+len(p.extra), errRefused)
 	}
 	p.extra[h.Channel-1] = raw
-	p.got++
 	return &wire.Hello{Channel: h.Channel, Channels: h.Channels}, nil
 }
 
@@ -465,7 +473,7 @@ func (b *base) accepted(raw rawConn, peer int) {
 			// of the same peer's (its dialer gave up on it).
 			b.mu.Lock()
 			old := b.pending[peer]
-			b.pending[peer] = &pendingLink{link: l, extra: make([]rawConn, k-1), got: 1}
+			b.pending[peer] = &pendingLink{link: l, extra: make([]rawConn, k-1)}
 			b.mu.Unlock()
 			if old != nil {
 				old.teardown("superseded by a new connection")
@@ -475,7 +483,7 @@ func (b *base) accepted(raw rawConn, peer int) {
 		if h.Channel > 0 {
 			b.mu.Lock()
 			p := b.pending[peer]
-			if p == nil || p.got < 1+len(p.extra) {
+			if p == nil || !p.complete() {
 				b.mu.Unlock()
 				return // more channels to come
 			}

@@ -78,17 +78,8 @@ func quicPairChannels(t *testing.T, ca *pki.CA, channels [2]int) (m [2]*QUICMesh
 	return m, ev
 }
 
-func TestQUICLinkAndAbort(t *testing.T) {
-	ca, err := pki.New("g", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
-	m, ev := quicPair(t, ca)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var links [2]*Link
-	var errs [2]error
+// linkPair makes the link between the two ranks of m, both ends at once.
+func linkPair(ctx context.Context, m [2]*QUICMesh) (links [2]*Link, errs [2]error) {
 	var wg sync.WaitGroup
 	for r := range 2 {
 		wg.Add(1)
@@ -98,6 +89,19 @@ func TestQUICLinkAndAbort(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	return links, errs
+}
+
+func TestQUICLinkAndAbort(t *testing.T) {
+	ca, err := pki.New("g", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	m, ev := quicPair(t, ca)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	links, errs := linkPair(ctx, m)
 	if errs[0] != nil || errs[1] != nil {
 		t.Fatal(errs)
 	}
