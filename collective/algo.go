@@ -60,13 +60,19 @@ type Costs struct {
 	// steps overlap, how its traffic shares links and cores) differ more
 	// than a textbook formula says. AllReduceLarge continues each line
 	// from 256 KiB through a third run at 1 MiB, where pipelining and
-	// per-byte costs have taken over; it is used above 256 KiB. Zero
+	// per-byte costs have taken over; it is used above 256 KiB. Beyond 1
+	// MiB, the largest size timed, a tree's line grows at least as fast as
+	// the ring's measured per-byte cost times the formulas' ratio of the
+	// two (a tree moves and reduces more bytes per rank than the ring:
+	// log2(n)·N for recursive doubling against 2(n-1)/n·N), so that the
+	// noise of two timed points does not carry a tree to 64 MiB. Zero
 	// until calibrated: the formulas stand in.
 	AllReduce, AllReduceLarge [3]Line
 }
 
-// calBulk is the middle calibration size (bytes): AllReduce lines bend here.
-const calBulk = 256 << 10
+// calBulk is the middle calibration size (bytes): AllReduce lines bend
+// here; calTop is the largest, beyond which the lines are extrapolated.
+const calBulk, calTop = 256 << 10, 1 << 20
 
 // Line is a fitted time: Fixed + PerByte·bytes.
 type Line struct {
@@ -125,22 +131,27 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates
 			if bytes > calBulk && k.AllReduceLarge[0].PerByte > 0 {
 				lines = &k.AllReduceLarge
 			}
-			add(Ring, "ring", max(lines[0].at(bytes), 0))
-			add(Tree, nameRD, max(lines[1].at(bytes), 0))
-			add(Tree, nameDBT, max(lines[2].at(bytes), 0))
+			var t [3]float64
+			for i, l := range lines {
+				t[i] = l.at(bytes)
+			}
+			if bytes > calTop {
+				per := allReducePerByte(world, b, g)
+				ring := lines[0].PerByte
+				for i, l := range lines {
+					t[i] = l.at(calTop) + (bytes-calTop)*max(l.PerByte, ring*per[i]/per[0])
+				}
+			}
+			add(Ring, "ring", max(t[0], 0))
+			add(Tree, nameRD, max(t[1], 0))
+			add(Tree, nameDBT, max(t[2], 0))
 			break
 		}
 		seg := bytes / n
-		add(Ring, "ring", 2*(n-1)*(a+min(c, seg)*b)+2*(n-1)/n*bytes*b+(n-1)/n*bytes*g)
-		p := 1 << (bits.Len(uint(world)) - 1)
-		steps := float64(bits.Len(uint(p)) - 1)
-		if p != world {
-			steps += 2
-		}
-		add(Tree, nameRD, steps*(a+bytes*b+bytes*g))
-		// A rank interior in one tree and a leaf in the other sends (and
-		// receives) 2N in all, and reduces up to N.
-		add(Tree, nameDBT, 2*depth*(a+min(c, bytes/2)*b)+2*bytes*b+bytes*g)
+		per := allReducePerByte(world, b, g)
+		add(Ring, "ring", 2*(n-1)*(a+min(c, seg)*b)+bytes*per[0])
+		add(Tree, nameRD, rdSteps(world)*a+bytes*per[1])
+		add(Tree, nameDBT, 2*depth*(a+min(c, bytes/2)*b)+bytes*per[2])
 	case wire.OpBroadcast:
 		add(Ring, "ring", (n-1)*(a+c*b)+bytes*b+a)
 		add(Tree, "binomial tree", depth*(a+c*b)+depth*bytes*b+depth*a)
@@ -152,12 +163,7 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates
 		add(Tree, "binomial tree", depth*a+(n-1)*bytes*b+a)
 	case wire.OpBarrier:
 		add(Ring, "ring", (n-1)*a)
-		p := 1 << (bits.Len(uint(world)) - 1)
-		steps := float64(bits.Len(uint(p)) - 1)
-		if p != world {
-			steps += 2
-		}
-		add(Tree, "recursive doubling", steps*a)
+		add(Tree, "recursive doubling", rdSteps(world)*a)
 	default: // AllGather, ReduceScatter, SendRecv: the ring only
 		add(Ring, "ring", 0)
 	}
@@ -168,6 +174,30 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates
 		}
 	}
 	return out
+}
+
+// rdSteps is the number of dependent steps of recursive doubling: log2 of
+// the largest power of two in the world, and two more (fold in, fold
+// out) when the world is not one.
+func rdSteps(world int) float64 {
+	p := 1 << (bits.Len(uint(world)) - 1)
+	steps := float64(bits.Len(uint(p)) - 1)
+	if p != world {
+		steps += 2
+	}
+	return steps
+}
+
+// allReducePerByte is each AllReduce schedule's cost per byte of the
+// tensor (in allReduceScheds order) in the formulas: what a rank moves
+// over its links at b seconds a byte and reduces at g. The ring moves
+// 2(n-1)/n·N and reduces (n-1)/n·N; recursive doubling moves and reduces
+// N at each step; in the double binary tree a rank interior in one tree
+// and a leaf in the other sends (and receives) 2N in all, and reduces up
+// to N.
+func allReducePerByte(world int, b, g float64) [3]float64 {
+	n := float64(world)
+	return [3]float64{2*(n-1)/n*b + (n-1)/n*g, rdSteps(world) * (b + g), 2*b + g}
 }
 
 // choose picks the schedule for a call: the forced algorithm, or Auto's
@@ -302,7 +332,7 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 	if c.world == 1 {
 		return nil
 	}
-	const small, bulk, large = 1 << 10, calBulk / 4, 256 << 10 // float32 elements: 4 KiB, 256 KiB, 1 MiB
+	const small, bulk, large = 1 << 10, calBulk / 4, calTop / 4 // float32 elements: 4 KiB, 256 KiB, 1 MiB
 	sbuf, rbuf := make([]float32, bulk), make([]float32, large)
 	// The fastest of a few runs: on a shared machine the others measure
 	// the neighbours' load, which differs from rank to rank and run to run,
@@ -428,7 +458,7 @@ var calBudget = 3 * time.Second
 // Calibrate's timed AllReduce runs take: every schedule once at 1 MiB,
 // then every schedule at each point, one more run than is timed.
 func (k Costs) calibrationTime(world int, chunk float64) float64 {
-	const small, bulk, large = 1 << 10, calBulk / 4, 256 << 10
+	const small, bulk, large = 1 << 10, calBulk / 4, calTop / 4
 	var t float64
 	for _, pt := range []struct{ elems, runs int }{{large, 1}, {small, 8}, {bulk, 4}, {large, 4}} {
 		cs := k.estimates(wire.OpAllReduce, world, float64(4*pt.elems), chunk)
