@@ -117,6 +117,7 @@ type config struct {
 	plotFile string
 	chunk    int64
 	channels int
+	procs    int // GOMAXPROCS of each launched rank; 0: the cores shared out
 
 	// Multi-host mode: find the group by gossip (collective.Join).
 	join  string // seed gossip addresses, comma-separated
@@ -321,6 +322,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.StringVar(&cfg.plotFile, "plot", "", "plot busbw against size to `FILE` (.svg or .png)")
 	fs.Var(sizeFlag{&cfg.chunk}, "chunk", "pipelining chunk in `BYTES` (collective.Config.ChunkBytes; K, M suffixes)")
 	fs.BoolVar(&cfg.reg, "reg", false, "allocate the buffers with collective's AllocFloat32/64: on shared memory the other ranks map them, and an AllReduce of 1 MiB or more reduces in place with no copies through the segments (like nccl-tests' -R)")
+	fs.IntVar(&cfg.procs, "procs", 0, "`P`: GOMAXPROCS of each rank that -np launches (0: the cores shared out among the ranks, at least 1, unless GOMAXPROCS is set in the environment)")
 	fs.IntVar(&cfg.channels, "channels", 0, "`K` QUIC connections per link, data striped over them (collective.Config.Channels; 0: a quarter of the cores, at most 4, and 1 when every rank is on loopback)")
 
 	fs.StringVar(&cfg.join, "join", "", "join a group by gossip at seed `HOST:PORT` (comma-separated list; the seed itself passes its own -bind) instead of launching ranks; key from RINGO_CLUSTER_KEY")
@@ -397,6 +399,8 @@ func (cfg *config) validate() error {
 		return usagef("invalid value %d for flag -n: want at least 1 iteration", cfg.iters)
 	case cfg.warmup < 0:
 		return usagef("invalid value %d for flag -w: want 0 or more", cfg.warmup)
+	case cfg.procs < 0 || cfg.procs > 1<<16:
+		return usagef("invalid value %d for flag -procs: want 0 to 65536", cfg.procs)
 	case cfg.channels < 0 || cfg.channels > collective.MaxChannels:
 		return usagef("invalid value %d for flag -channels: want 0 to %d", cfg.channels, collective.MaxChannels)
 	case cfg.chunk < 64 || cfg.chunk > collective.MaxChunkBytes:
@@ -506,6 +510,9 @@ func (cfg *config) flagLine() string {
 	}
 	if cfg.channels != 0 {
 		fmt.Fprintf(&b, " -channels %d", cfg.channels)
+	}
+	if cfg.procs != 0 {
+		fmt.Fprintf(&b, " -procs %d", cfg.procs)
 	}
 	if cfg.reg {
 		b.WriteString(" -reg")

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -303,6 +304,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-root", "4"}, "-root"},
 		{[]string{"-b", "2K", "-e", "1K"}, "-e"},
 		{[]string{"-chunk", "8"}, "-chunk"},
+		{[]string{"-procs", "-1"}, "-procs"},
 		{[]string{"-plot", "out.pdf"}, "-plot"},
 		{[]string{"stray"}, "stray"},
 	}
@@ -418,6 +420,10 @@ func TestJSON(t *testing.T) {
 	rep := readJSON(t, file)
 	if rep.Version != version || rep.Op != "reduce" || rep.Ranks != 2 || !rep.OK || rep.WrongTotal != 0 {
 		t.Errorf("header: %+v", rep.header)
+	}
+	// The launcher shares the cores out (GOMAXPROCS is not set here).
+	if want := max(1, runtime.NumCPU()/2); os.Getenv("GOMAXPROCS") == "" && rep.GOMAXPROCS != want {
+		t.Errorf("the ranks ran with GOMAXPROCS %d, want %d", rep.GOMAXPROCS, want)
 	}
 	if !strings.Contains(rep.Transport, "shared memory") || !strings.Contains(rep.Flags, "-json "+file) {
 		t.Errorf("transport %q, flags %q", rep.Transport, rep.Flags)

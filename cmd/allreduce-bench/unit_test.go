@@ -282,3 +282,26 @@ func TestProgress(t *testing.T) {
 		t.Errorf("progress for a short sweep: %q", tty.String())
 	}
 }
+
+// TestRankProcs: -procs wins; else GOMAXPROCS in the environment is left
+// to the ranks; else the cores are shared out, at least one each.
+func TestRankProcs(t *testing.T) {
+	for _, tc := range []struct {
+		flag, ranks, cores int
+		env                string
+		want               int
+	}{
+		{0, 4, 2, "", 1},
+		{0, 4, 16, "", 4},
+		{0, 3, 16, "", 5},
+		{0, 16, 16, "", 1},
+		{0, 2, 1, "", 1},
+		{0, 4, 16, "8", 0},
+		{3, 4, 2, "", 3},
+		{3, 4, 2, "8", 3},
+	} {
+		if got := rankProcs(tc.flag, tc.ranks, tc.cores, tc.env); got != tc.want {
+			t.Errorf("rankProcs(%d, %d ranks, %d cores, env %q) = %d, want %d", tc.flag, tc.ranks, tc.cores, tc.env, got, tc.want)
+		}
+	}
+}
