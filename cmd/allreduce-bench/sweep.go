@@ -225,10 +225,25 @@ var compared = []algChoice{
 	{"auto", nil},
 }
 
+// turn is which of m calls goes k-th in iteration it. Each call should
+// follow every other one as often as any, since what ran just before
+// matters: a QUIC connection that the previous call left idle restarts
+// slowly. Two calls alternate by themselves; three go 0, 1, 2 then 0, 2,
+// 1, whose concatenation takes each ordered pair once every two
+// iterations. (Rotating the order, 0 1 2, 1 2 0, 2 0 1, keeps its cycle:
+// auto followed the tree in two iterations of three and ran the ring on
+// links the tree had left idle, and measured 1.1-1.5x the ring row on a
+// 16-core machine.)
+func turn(it, k, m int) int {
+	if m == 3 && it%2 == 1 {
+		return (3 - k) % 3
+	}
+	return k
+}
+
 // measure measures one size with every algorithm of algs in the same run:
-// after their warm-ups, the timed iterations take turns (ring, tree, auto;
-// tree, auto, ring; ...), so that a change in the machine's load reaches
-// all of them alike. Each gets its own row: the slowest rank's mean time
+// after their warm-ups, the timed iterations take turns (see turn), so
+// that a change in the machine's load reaches all of them alike. Each gets its own row: the slowest rank's mean time
 // per call, and with -c its own check.
 func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T, algs []algChoice) ([]rowResult, error) {
 	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
@@ -258,9 +273,8 @@ func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T
 	}
 	stat := make([]float64, len(calls))
 	for it := range cfg.iters {
-		// The order rotates, so that none always follows the same one.
 		for k := range calls {
-			i := (it + k) % len(calls)
+			i := turn(it, k, len(calls))
 			t0 := time.Now()
 			if err := calls[i](); err != nil {
 				return nil, err
