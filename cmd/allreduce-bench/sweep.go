@@ -243,8 +243,9 @@ func turn(it, k, m int) int {
 
 // measure measures one size with every algorithm of algs in the same run:
 // after their warm-ups, the timed iterations take turns (see turn), so
-// that a change in the machine's load reaches all of them alike. Each gets its own row: the slowest rank's mean time
-// per call, and with -c its own check.
+// that a change in the machine's load reaches all of them alike. Each gets
+// its own row: the slowest rank's mean time per call, and with -c its own
+// check.
 func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T, algs []algChoice) ([]rowResult, error) {
 	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
 	calls := make([]func() error, len(algs))
