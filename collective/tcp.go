@@ -255,20 +255,30 @@ func (c *Communicator) dialTCP(ctx context.Context, l *transport.Link, fail func
 	conn := nc.(*net.TCPConn)
 	dl, _ := ctx.Deadline()
 	_ = conn.SetDeadline(dl)
-	var got tcpToken
-	if _, err := conn.Write(tokA[:]); err == nil {
-		_, err = io.ReadFull(conn, got[:])
-	}
-	if err != nil || subtle.ConstantTimeCompare(got[:], tokD[:]) != 1 {
+	if err := presentToken(conn, tokA, tokD); err != nil {
 		_ = conn.Close()
-		if err == nil {
-			err = errors.New("the listener answered with the wrong token")
-		}
 		return fail(fmt.Errorf("authenticating to %s: %w", addr, err))
 	}
 	_ = conn.SetDeadline(time.Time{})
 	tuneTCP(conn)
 	l.UseTCP(conn)
+	return nil
+}
+
+// presentToken is the dialling side's challenge-response: it sends tokA
+// and wants tokD back, and says which failed (a write or read error, or
+// the wrong answer).
+func presentToken(conn io.ReadWriter, tokA, tokD tcpToken) error {
+	if _, err := conn.Write(tokA[:]); err != nil {
+		return fmt.Errorf("sending the token: %w", err)
+	}
+	var got tcpToken
+	if _, err := io.ReadFull(conn, got[:]); err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	if subtle.ConstantTimeCompare(got[:], tokD[:]) != 1 {
+		return errors.New("the listener answered with the wrong token")
+	}
 	return nil
 }
 
