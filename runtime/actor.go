@@ -420,7 +420,7 @@ func (a *actorCore) loop() {
 		a.lock()
 		ctx := a.inc
 		a.unlock()
-		err, p := protect(ctx, a.construct)
+		p, err := protect(ctx, a.construct)
 		a.lock()
 		restart := a.restartReq
 		a.unlock()
@@ -531,7 +531,7 @@ func (a *actorCore) runCall(inc context.Context, c *call) (settle func(), crash 
 					c.complete(&TaskError{Name: c.name, Attempts: c.attempts, Err: ErrPanic, Panic: "runtime.Goexit called"})
 				}
 			}()
-			err, p = protect(ctx, c.run)
+			p, err = protect(ctx, c.run)
 			returned = true
 		}
 	}

@@ -190,13 +190,13 @@ type panicked struct {
 
 // protect runs fn, turning a panic into p. A runtime.Goexit in fn is not
 // stopped: callers handle it in a deferred function.
-func protect(ctx context.Context, fn func(context.Context) error) (err error, p *panicked) {
+func protect(ctx context.Context, fn func(context.Context) error) (p *panicked, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			p = &panicked{value: r, stack: debug.Stack()}
 		}
 	}()
-	return fn(ctx), nil
+	return nil, fn(ctx)
 }
 
 var funcNames sync.Map // uintptr -> string

@@ -309,7 +309,7 @@ func (t *task) execute() {
 		t.attempts++
 		attempt := t.attempts
 		t.mu.Unlock()
-		err, p := protect(t.ctx, t.call)
+		p, err := protect(t.ctx, t.call)
 		if p != nil {
 			err = ErrPanic
 		}
