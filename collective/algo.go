@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ringo-ml/ringo/internal/reduce"
+	"github.com/ringo-ml/ringo/internal/turns"
 	"github.com/ringo-ml/ringo/internal/wire"
 )
 
@@ -406,9 +407,9 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 	// The schedules take turns, one run each per round, so that a burst
 	// of load from elsewhere on the machine slows all of them rather than
 	// the one that happened to be running; the first round is not timed.
-	// The rounds go 0 1 2, then 0 2 1: each schedule follows each other
-	// one equally often (what ran before matters: links another schedule
-	// left idle restart slowly).
+	// The rounds go 0 1 2, then 0 2 1 (package turns): each schedule
+	// follows each other one equally often (what ran before matters: links
+	// another schedule left idle restart slowly).
 	var t [3][len(allReduceScheds)]float64 // [size point][schedule]
 	var runs [len(allReduceScheds)][]float64
 	for p, pt := range []struct{ elems, reps int }{{small, 7}, {bulk, 3}, {large, 3}} {
@@ -417,10 +418,7 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 		}
 		for rep := range pt.reps + 1 {
 			for k := range allReduceScheds {
-				i := k
-				if rep%2 == 1 {
-					i = (3 - k) % 3
-				}
+				i := turns.Index(rep, k, len(allReduceScheds))
 				name := allReduceScheds[i]
 				t0 := time.Now()
 				if err := c.AllReduce(ctx, rbuf[:pt.elems], Sum, CallOption{sched: name}); err != nil {

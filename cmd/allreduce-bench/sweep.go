@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringo-ml/ringo/collective"
+	"github.com/ringo-ml/ringo/internal/turns"
 )
 
 // rowSpec is one size of a sweep, with nccl-tests' meaning of the columns.
@@ -225,24 +226,8 @@ var compared = []algChoice{
 	{"auto", nil},
 }
 
-// turn is which of m calls goes k-th in iteration it. Each call should
-// follow every other one as often as any, since what ran just before
-// matters: a QUIC connection that the previous call left idle restarts
-// slowly. Two calls alternate by themselves; three go 0, 1, 2 then 0, 2,
-// 1, whose concatenation takes each ordered pair once every two
-// iterations. (Rotating the order, 0 1 2, 1 2 0, 2 0 1, keeps its cycle:
-// auto followed the tree in two iterations of three and ran the ring on
-// links the tree had left idle, and measured 1.1-1.5x the ring row on a
-// 16-core machine.)
-func turn(it, k, m int) int {
-	if m == 3 && it%2 == 1 {
-		return (3 - k) % 3
-	}
-	return k
-}
-
 // measure measures one size with every algorithm of algs in the same run:
-// after their warm-ups, the timed iterations take turns (see turn), so
+// after their warm-ups, the timed iterations take turns (package turns), so
 // that a change in the machine's load reaches all of them alike. Each gets
 // its own row: the slowest rank's mean time per call, and with -c its own
 // check.
@@ -275,7 +260,7 @@ func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T
 	stat := make([]float64, len(calls))
 	for it := range cfg.iters {
 		for k := range calls {
-			i := turn(it, k, len(calls))
+			i := turns.Index(it, k, len(calls))
 			t0 := time.Now()
 			if err := calls[i](); err != nil {
 				return nil, err
