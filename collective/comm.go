@@ -567,28 +567,32 @@ func (c *Communicator) ringPlan(op wire.Op, root int) *plan {
 	if p, ok := c.plans[k]; ok {
 		return p
 	}
-	var s ring.Schedule
-	switch op {
-	case wire.OpAllReduce:
-		s = ring.AllReduce(c.world, c.rank)
-	case wire.OpBroadcast:
-		s = ring.Broadcast(c.world, c.rank, root)
-	case wire.OpReduce:
-		s = ring.Reduce(c.world, c.rank, root)
-	case wire.OpGather:
-		s = ring.Gather(c.world, c.rank, root)
-	case wire.OpAllGather:
-		s = ring.AllGather(c.world, c.rank)
-	case wire.OpReduceScatter:
-		s = ring.ReduceScatter(c.world, c.rank)
-	case wire.OpBarrier:
-		s = ring.Barrier(c.world, c.rank)
-	case wire.OpSendRecv:
-		s = ring.SendRecv(c.world, c.rank)
-	default:
-		panic("collective: no ring schedule for " + op.String())
+	build := func(rank int) *plan {
+		var s ring.Schedule
+		switch op {
+		case wire.OpAllReduce:
+			s = ring.AllReduce(c.world, rank)
+		case wire.OpBroadcast:
+			s = ring.Broadcast(c.world, rank, root)
+		case wire.OpReduce:
+			s = ring.Reduce(c.world, rank, root)
+		case wire.OpGather:
+			s = ring.Gather(c.world, rank, root)
+		case wire.OpAllGather:
+			s = ring.AllGather(c.world, rank)
+		case wire.OpReduceScatter:
+			s = ring.ReduceScatter(c.world, rank)
+		case wire.OpBarrier:
+			s = ring.Barrier(c.world, rank)
+		case wire.OpSendRecv:
+			s = ring.SendRecv(c.world, rank)
+		default:
+			panic("collective: no ring schedule for " + op.String())
+		}
+		return planRing(s)
 	}
-	p := planRing(s)
+	pred := (c.rank + c.world - 1) % c.world
+	p := build(c.rank).finish(c.world, c.rank, build(pred).opens(c.rank))
 	c.plans[k] = p
 	return p
 }

@@ -32,17 +32,19 @@ type layout struct {
 type xsend struct {
 	peer  int
 	from  ring.Ref
-	after int // recv whose chunk c (whole, for an ack) must be complete first
-	step  int // index among the sends to this peer: the frame's Step
+	after int  // recv whose chunk c (whole, for an ack) must be complete first
+	step  int  // index among the sends to this peer: the frame's Step
+	open  bool // the operation's empty opening frame (see plan.finish)
 }
 
 type xrecv struct {
 	peer      int
 	kind      ring.RecvKind
 	to, with  ring.Ref
-	after     int // recv whose chunk c must be complete before this one writes
-	afterSend int // send whose chunk c must have gone before this one writes
-	step      int // index among the recvs from this peer
+	after     int  // recv whose chunk c must be complete before this one writes
+	afterSend int  // send whose chunk c must have gone before this one writes
+	step      int  // index among the recvs from this peer
+	open      bool // the operation's empty opening frame
 }
 
 // lane is the ordered transfers of one operation in one direction of one
@@ -63,19 +65,30 @@ type plan struct {
 }
 
 // finish adds the opening frames, numbers each transfer within its link
-// and groups the transfers in lanes.
+// and groups the transfers in lanes. predOpens is what opens(rank) gives
+// for the plan of this rank's ring predecessor.
 //
-// Every operation opens with an empty frame from each rank to its ring
-// successor, the first frame of that link for the operation: it carries
-// the call's fingerprint, so a rank whose predecessor called something else
-// finds out at once. Without it, ranks that called different collectives
-// could all wait to receive before sending (a Broadcast whose ranks
-// disagree on the root; a tree AllReduce beside a ring Broadcast) and
-// nothing would cross the link where the calls differ.
-func (p *plan) finish(world, rank int) *plan {
-	if world > 1 {
-		p.sends = append(p.sends, xsend{peer: (rank + 1) % world, after: -1})
-		p.recvs = append(p.recvs, xrecv{peer: (rank + world - 1) % world, kind: ring.RecvAck, after: -1, afterSend: -1})
+// Every operation opens with a frame from each rank to its ring successor,
+// sent at once and read at once, the first frame of that link for the
+// operation: every frame carries the call's fingerprint, so a rank whose
+// predecessor called something else finds out at once. Without it, ranks
+// that called different collectives could all wait to receive before
+// sending (a Broadcast whose ranks disagree on the root; a tree AllReduce
+// beside a ring Broadcast) and nothing would cross the link where the calls
+// differ. Where the schedule's own first transfer to the successor waits
+// for nothing (every ring step 0, recursive doubling's first exchange
+// between Gray-code neighbours), that transfer is the opening frame;
+// otherwise an empty frame goes ahead of it. Any two calls that differ
+// differ in their fingerprints, so a receiver that expects the other kind
+// of opening still reads a mismatched fingerprint first.
+func (p *plan) finish(world, rank int, predOpens bool) *plan {
+	openSend := world > 1 && p.opens((rank+1)%world)
+	openRecv := world > 1 && predOpens
+	if openSend {
+		p.sends = append(p.sends, xsend{peer: (rank + 1) % world, after: -1, open: true})
+	}
+	if openRecv {
+		p.recvs = append(p.recvs, xrecv{peer: (rank + world - 1) % world, kind: ring.RecvAck, after: -1, afterSend: -1, open: true})
 	}
 	laneOf := map[[2]int]int{} // (peer, 1 for sends) -> index in p.lanes
 	add := func(peer int, send bool, item int) (step int) {
@@ -92,25 +105,25 @@ func (p *plan) finish(world, rank int) *plan {
 		p.lanes[k].items = append(p.lanes[k].items, item)
 		return len(p.lanes[k].items) - 1
 	}
-	order := func(n int) []int { // the opening frame first
+	order := func(n int, open bool) []int { // the opening frame first
 		idx := make([]int, 0, n)
-		if world > 1 {
+		if open {
 			idx = append(idx, n-1)
 		}
 		for i := range n {
-			if world <= 1 || i != n-1 {
+			if !open || i != n-1 {
 				idx = append(idx, i)
 			}
 		}
 		return idx
 	}
 	recvPeers := map[int]bool{}
-	for _, j := range order(len(p.sends)) {
+	for _, j := range order(len(p.sends), openSend) {
 		s := &p.sends[j]
 		s.step = add(s.peer, true, j)
 		p.stage = p.stage || s.from.Buf == ring.Stage
 	}
-	for _, i := range order(len(p.recvs)) {
+	for _, i := range order(len(p.recvs), openRecv) {
 		r := &p.recvs[i]
 		r.step = add(r.peer, false, i)
 		recvPeers[r.peer] = true
@@ -119,6 +132,18 @@ func (p *plan) finish(world, rank int) *plan {
 		panic("collective: a schedule with staging slots must receive from one peer")
 	}
 	return p
+}
+
+// opens reports whether a rank whose plan (before finish) is p opens the
+// operation with an empty frame to its ring successor succ: unless its
+// first transfer to succ waits for nothing.
+func (p *plan) opens(succ int) bool {
+	for _, s := range p.sends {
+		if s.peer == succ {
+			return s.after >= 0
+		}
+	}
+	return true
 }
 
 // planRing converts a ring schedule: sends go to Next, recvs come from
@@ -148,7 +173,7 @@ func planRing(s ring.Schedule) *plan {
 		}
 		p.recvs = append(p.recvs, rv)
 	}
-	return p.finish(s.World, s.Rank)
+	return p
 }
 
 // worker runs the lanes of one direction of one link, one operation at a

@@ -225,34 +225,82 @@ func TestDeathMidOp(t *testing.T) {
 
 var _ = net.IPv4
 
-// TestMismatchAllWaiting: calls that disagree in a way where every rank
-// waits to receive before it sends (ranks 0 and 1 broadcast from rank 2,
-// rank 2 from rank 0; or a tree AllReduce beside a ring Broadcast) still
-// fail with ErrMismatch at once: each operation opens with a frame to the
-// ring successor carrying the call's fingerprint.
+// TestMismatchAllWaiting: calls that disagree in a way where ranks wait to
+// receive before they send (ranks disagreeing on the root of a Broadcast;
+// a tree AllReduce beside a ring Broadcast) still fail with ErrMismatch at
+// once, on every rank: each operation opens with a frame to the ring
+// successor, sent and read at once, carrying the call's fingerprint
+// (a schedule's first transfer where that waits for nothing, else an
+// empty frame ahead of it).
 func TestMismatchAllWaiting(t *testing.T) {
+	ring, tree := collective.Using(collective.Ring), collective.Using(collective.Tree)
+	bcast := func(root int, o collective.CallOption) func(ctx context.Context, c *collective.Communicator) error {
+		return func(ctx context.Context, c *collective.Communicator) error {
+			return c.Broadcast(ctx, make([]float32, 64), root, o)
+		}
+	}
+	allreduce := func(n int, o collective.CallOption) func(ctx context.Context, c *collective.Communicator) error {
+		return func(ctx context.Context, c *collective.Communicator) error {
+			return c.AllReduce(ctx, make([]float32, n), collective.Sum, o)
+		}
+	}
+	reduce := func(root int, o collective.CallOption) func(ctx context.Context, c *collective.Communicator) error {
+		return func(ctx context.Context, c *collective.Communicator) error {
+			return c.Reduce(ctx, make([]float32, 64), make([]float32, 64), collective.Sum, root, o)
+		}
+	}
+	type call = func(ctx context.Context, c *collective.Communicator) error
+	cases := []struct {
+		name  string
+		world int
+		calls func(r int) call // rank r's call
+		algo  bool             // the calls differ only in the algorithm
+	}{
+		{"ring broadcast roots", 3, func(r int) call { return bcast(map[bool]int{true: 0, false: 2}[r == 2], ring) }, false},
+		{"tree broadcast roots", 4, func(r int) call { return bcast(map[bool]int{true: 0, false: 2}[r == 2], tree) }, false},
+		{"tree allreduce beside ring broadcast", 4, func(r int) call {
+			if r < 2 {
+				return allreduce(64, tree)
+			}
+			return bcast(3, ring)
+		}, false},
+		{"tree allreduce beside tree reduce", 4, func(r int) call {
+			if r%2 == 0 {
+				return allreduce(64, tree)
+			}
+			return reduce(1, tree)
+		}, false},
+		{"tree allreduce counts", 4, func(r int) call { return allreduce(64+r/2, tree) }, false},
+		{"ring allreduce beside tree allreduce", 5, func(r int) call {
+			if r == 3 {
+				return allreduce(64, ring)
+			}
+			return allreduce(64, tree)
+		}, true},
+	}
 	for tname, start := range transports {
 		t.Run(tname, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			g := startGroup(t, ctx, start, 3, collective.Config{})
-			opCtx, opCancel := context.WithTimeout(ctx, 10*time.Second)
-			defer opCancel()
-			t0 := time.Now()
-			errs := runAll(g.Comms, func(r int, c *collective.Communicator) error {
-				root := 2
-				if r == 2 {
-					root = 0
-				}
-				return c.Broadcast(opCtx, make([]float32, 64), root, collective.Using(collective.Ring))
-			})
-			if d := time.Since(t0); d > 5*time.Second {
-				t.Errorf("took %v to fail", d)
-			}
-			for r, err := range errs {
-				if !errors.Is(err, collective.ErrMismatch) {
-					t.Errorf("rank %d: got %v, want ErrMismatch", r, err)
-				}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					if tc.algo && tname == "shm" {
+						t.Skip("shared memory has one AllReduce whatever the algorithm: the calls agree")
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					g := startGroup(t, ctx, start, tc.world, collective.Config{Algorithm: collective.Tree})
+					opCtx, opCancel := context.WithTimeout(ctx, 10*time.Second)
+					defer opCancel()
+					t0 := time.Now()
+					errs := runAll(g.Comms, func(r int, c *collective.Communicator) error { return tc.calls(r)(opCtx, c) })
+					if d := time.Since(t0); d > 5*time.Second {
+						t.Errorf("took %v to fail", d)
+					}
+					for r, err := range errs {
+						if !errors.Is(err, collective.ErrMismatch) {
+							t.Errorf("rank %d: got %v, want ErrMismatch", r, err)
+						}
+					}
+				})
 			}
 		})
 	}

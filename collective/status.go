@@ -50,9 +50,10 @@ type OpStatus struct {
 }
 
 // LinkStatus is the progress of one direction of one link in an operation.
-// Steps are counted within the link: step 0 is the opening frame that
-// carries the call's fingerprint, then one step per segment the schedule
-// moves over the link.
+// Steps are counted within the link: one step per segment the schedule
+// moves over the link, after an empty opening frame (step 0) where the
+// operation opens with one (a rank whose first transfer to its ring
+// successor would wait for another).
 type LinkStatus struct {
 	Peer   int
 	Send   bool   // true: this rank sends to Peer; false: it receives from Peer
@@ -60,7 +61,7 @@ type LinkStatus struct {
 	Steps  int    // steps on this link in the operation
 	Chunk  int    // chunk of Step being worked on
 	Chunks int    // chunks in Step
-	Phase  string // for a ring AllReduce: "opening", "reduce-scatter" or "allgather"
+	Phase  string // for a ring AllReduce: "reduce-scatter" or "allgather"
 	Done   bool
 	// Probe is the answer to the liveness probe that an operation sends to
 	// the peers of its unfinished links shortly before its deadline:
@@ -376,16 +377,15 @@ func (b *statusBoard) lane(o *opState, ln *lane, w *worker) LinkStatus {
 }
 
 // phase names the part of a ring AllReduce that a link's step belongs to:
-// step 0 opens the operation, steps 1..n-1 are the reduce-scatter and
-// n..2n-2 the allgather, on both links of the ring.
+// steps 0..n-2 are the reduce-scatter and n-1..2n-3 the allgather, on both
+// links of the ring (the ring needs no empty opening frame: its first
+// chunk opens the operation).
 func phase(o *opState, world, step int) string {
 	if o.hdr.Op != wire.OpAllReduce || o.hdr.Algo != wire.AlgoRing || world < 2 {
 		return ""
 	}
 	switch {
-	case step == 0:
-		return "opening"
-	case step < world:
+	case step < world-1:
 		return "reduce-scatter"
 	default:
 		return "allgather"

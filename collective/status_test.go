@@ -54,7 +54,8 @@ func TestStatusInFlight(t *testing.T) {
 			errs <- g.Comms[r].AllReduce(ctx, bufs[r], collective.Sum)
 		}()
 	}
-	// Rank 0 receives from rank 2: it is stuck at the opening frame.
+	// Rank 0 receives from rank 2: it is stuck at the first chunk, which
+	// opens the operation.
 	s := waitStatus(t, g.Comms[0], func(s collective.Status) bool {
 		if len(s.Ops) != 1 || s.Ops[0].Connecting {
 			return false
@@ -74,7 +75,7 @@ func TestStatusInFlight(t *testing.T) {
 		t.Errorf("times: started %v deadline %v", op.Started, op.Deadline)
 	}
 	text := s.String()
-	for _, w := range []string{"rank 0 of 3", "AllReduce(float32[30000], sum) #1", "from rank 2", "step 0 of 5", "(opening)", "to rank 1"} {
+	for _, w := range []string{"rank 0 of 3", "AllReduce(float32[30000], sum) #1", "from rank 2", "step 0 of 4", "(reduce-scatter)", "to rank 1"} {
 		if !strings.Contains(text, w) {
 			t.Errorf("status text lacks %q:\n%s", w, text)
 		}

@@ -21,7 +21,7 @@ func planTree(s tree.Schedule) *plan {
 	for _, x := range s.Recvs {
 		p.recvs = append(p.recvs, xrecv{peer: x.Peer, kind: x.Kind, to: x.To, with: x.With, after: x.After, afterSend: x.AfterSend})
 	}
-	return p.finish(s.World, s.Rank)
+	return p
 }
 
 // treePlan returns the cached plan of a tree schedule.
@@ -33,22 +33,26 @@ func (c *Communicator) treePlan(op wire.Op, root int, name string) *plan {
 	if p, ok := c.plans[k]; ok {
 		return p
 	}
-	var s tree.Schedule
-	switch {
-	case op == wire.OpAllReduce && name == nameDBT:
-		s = tree.DoubleBinaryTree(c.world, c.rank)
-	case op == wire.OpAllReduce, op == wire.OpBarrier:
-		s = tree.RecursiveDoubling(c.world, c.rank)
-	case op == wire.OpBroadcast:
-		s = tree.BinomialBroadcast(c.world, c.rank, root)
-	case op == wire.OpReduce:
-		s = tree.BinomialReduce(c.world, c.rank, root)
-	case op == wire.OpGather:
-		s = tree.BinomialGather(c.world, c.rank, root)
-	default:
-		panic("collective: no tree schedule for " + op.String())
+	build := func(rank int) *plan {
+		var s tree.Schedule
+		switch {
+		case op == wire.OpAllReduce && name == nameDBT:
+			s = tree.DoubleBinaryTree(c.world, rank)
+		case op == wire.OpAllReduce, op == wire.OpBarrier:
+			s = tree.RecursiveDoubling(c.world, rank)
+		case op == wire.OpBroadcast:
+			s = tree.BinomialBroadcast(c.world, rank, root)
+		case op == wire.OpReduce:
+			s = tree.BinomialReduce(c.world, rank, root)
+		case op == wire.OpGather:
+			s = tree.BinomialGather(c.world, rank, root)
+		default:
+			panic("collective: no tree schedule for " + op.String())
+		}
+		return planTree(s)
 	}
-	p := planTree(s)
+	pred := (c.rank + c.world - 1) % c.world
+	p := build(c.rank).finish(c.world, c.rank, build(pred).opens(c.rank))
 	c.plans[k] = p
 	return p
 }

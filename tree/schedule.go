@@ -212,10 +212,18 @@ func gatherOrder(world, root, rank int, out []int) []int {
 // sends its Dst[0] to rank i, which RecvReduce's it (Dst = x_i ⊕ x_{p+i});
 // rank p+i then waits for the result, a RecvCopy from rank i AfterSend its
 // send (the buffer being sent is overwritten). Ranks r < p run log2(p)
-// steps: at step j, partner q = r ^ (1<<j), Send{q, Dst[0], After: the
-// previous recv} and Recv{q, RecvReduce Dst[0], After: the previous recv,
-// AfterSend: this step's send}. Ranks i < world-p finally send Dst[0] to
-// rank p+i After the last step.
+// steps: at step j, partner q = ungray(gray(r) ^ (1<<j)), Send{q, Dst[0],
+// After: the previous recv} and Recv{q, RecvReduce Dst[0], After: the
+// previous recv, AfterSend: this step's send}. Ranks i < world-p finally
+// send Dst[0] to rank p+i After the last step.
+//
+// The exchanges pair ranks by their places in the reflected Gray code
+// (gray(r) = r ^ r>>1), not by r itself: ranks r and r+1 < p, and p-1 and
+// 0, differ in one bit of it, so every link of the ring over ranks 0..p-1
+// is one of the exchanges (half of them at the first step), and an
+// executor that sends something to each ring successor at the start of
+// every operation (the collective package does, to catch mismatched calls)
+// sends it on links the schedule uses anyway.
 //
 // Each exchange needs its links to buffer one chunk per direction, or the
 // executor to read a RecvReduce payload before it waits for AfterSend (see
@@ -254,7 +262,7 @@ func RecursiveDoubling(world, rank int) Schedule {
 		last = 0
 	}
 	for j := range steps {
-		q := rank ^ 1<<j
+		q := ungray(gray(rank) ^ 1<<j)
 		s.Sends = append(s.Sends, send(q, dst(0), last))
 		s.Recvs = append(s.Recvs, Recv{Peer: q, Kind: ring.RecvReduce, To: dst(0), After: last, AfterSend: len(s.Sends) - 1})
 		last = len(s.Recvs) - 1
@@ -263,6 +271,19 @@ func RecursiveDoubling(world, rank int) Schedule {
 		s.Sends = append(s.Sends, send(rank+p, dst(0), last))
 	}
 	return s
+}
+
+// gray is r's place in the reflected Gray code: ranks r and r+1 (and p-1
+// and 0, for p a power of two) differ in one bit of it.
+func gray(r int) int { return r ^ r>>1 }
+
+// ungray inverts gray.
+func ungray(g int) int {
+	r := 0
+	for ; g != 0; g >>= 1 {
+		r ^= g
+	}
+	return r
 }
 
 // DoubleBinaryTree reduces Dst in place over all ranks with the two trees of

@@ -692,16 +692,17 @@ func ExampleBinomialGather() {
 
 func ExampleRecursiveDoubling() {
 	// World 6 = 4 + 2: rank 5 folds into rank 1, which then exchanges with
-	// ranks 0 and 3 and hands the result back.
+	// ranks 0 and 2 (its neighbours in Gray-code order 0 1 3 2) and hands
+	// the result back.
 	fmt.Print(RecursiveDoubling(6, 1))
 	// Output:
 	// rank 1/6
 	//   S0: send Dst[0] to 0 after R0
-	//   S1: send Dst[0] to 3 after R1
+	//   S1: send Dst[0] to 2 after R1
 	//   S2: send Dst[0] to 5 after R2
 	//   R0: recv Reduce Dst[0] from 5
 	//   R1: recv Reduce Dst[0] from 0 after R0 after S0
-	//   R2: recv Reduce Dst[0] from 3 after R1 after S1
+	//   R2: recv Reduce Dst[0] from 2 after R1 after S1
 }
 
 func ExampleBinaryTrees() {
