@@ -404,15 +404,23 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 			return err
 		}
 	}
-	// The schedules take turns, one run each per round, so that a burst
+	// The schedules take turns, one sample each per round, so that a burst
 	// of load from elsewhere on the machine slows all of them rather than
 	// the one that happened to be running; the first round is not timed.
 	// The rounds go 0 1 2, then 0 2 1 (package turns): each schedule
 	// follows each other one equally often (what ran before matters: links
 	// another schedule left idle restart slowly).
+	//
+	// A sample at the small size is a block of back-to-back runs, timed
+	// together: one run as a rank sees it lasts from its own start, which
+	// depends on when it finished the previous operation, so it varies
+	// from rank to rank by as much as the operation takes (from 0.1 to
+	// 0.8 ms for recursive doubling at 4 KiB with 4 ranks on 2 cores), and
+	// the agreed figure, the slowest rank's, measured that skew more than
+	// the schedule. Within a block the skew is paid once.
 	var t [3][len(allReduceScheds)]float64 // [size point][schedule]
 	var runs [len(allReduceScheds)][]float64
-	for p, pt := range []struct{ elems, reps int }{{small, 7}, {bulk, 3}, {large, 3}} {
+	for p, pt := range []struct{ elems, reps, block int }{{small, 7, calBlock}, {bulk, 3, 1}, {large, 3, 1}} {
 		for i := range runs {
 			runs[i] = runs[i][:0]
 		}
@@ -421,11 +429,13 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 				i := turns.Index(rep, k, len(allReduceScheds))
 				name := allReduceScheds[i]
 				t0 := time.Now()
-				if err := c.AllReduce(ctx, rbuf[:pt.elems], Sum, CallOption{sched: name}); err != nil {
-					return err
+				for range pt.block {
+					if err := c.AllReduce(ctx, rbuf[:pt.elems], Sum, CallOption{sched: name}); err != nil {
+						return err
+					}
 				}
 				if rep > 0 {
-					runs[i] = append(runs[i], time.Since(t0).Seconds())
+					runs[i] = append(runs[i], time.Since(t0).Seconds()/float64(pt.block))
 				}
 			}
 		}
@@ -456,6 +466,10 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 
 func secs(s float64) time.Duration { return time.Duration(s * 1e9) }
 
+// calBlock is how many back-to-back runs make one timed sample at the
+// small size of Calibrate.
+const calBlock = 4
+
 // calBudget bounds the predicted time of Calibrate's timed runs; a
 // variable for tests.
 var calBudget = 3 * time.Second
@@ -466,7 +480,7 @@ var calBudget = 3 * time.Second
 func (k Costs) calibrationTime(world int, chunk float64) float64 {
 	const small, bulk, large = 1 << 10, calBulk / 4, calTop / 4
 	var t float64
-	for _, pt := range []struct{ elems, runs int }{{large, 1}, {small, 8}, {bulk, 4}, {large, 4}} {
+	for _, pt := range []struct{ elems, runs int }{{large, 1}, {small, 8 * calBlock}, {bulk, 4}, {large, 4}} {
 		cs := k.estimates(wire.OpAllReduce, world, float64(4*pt.elems), chunk)
 		for _, x := range cs.list() {
 			t += float64(pt.runs) * x.t
