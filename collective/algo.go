@@ -417,7 +417,10 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 	// from rank to rank by as much as the operation takes (from 0.1 to
 	// 0.8 ms for recursive doubling at 4 KiB with 4 ranks on 2 cores), and
 	// the agreed figure, the slowest rank's, measured that skew more than
-	// the schedule. Within a block the skew is paid once.
+	// the schedule. Within a block the skew is paid once. At the larger
+	// sizes a block would cost too much time; there a recursive-doubling
+	// Barrier (whose ranks all leave after the same exchange) lines the
+	// ranks up before each sample instead.
 	var t [3][len(allReduceScheds)]float64 // [size point][schedule]
 	var runs [len(allReduceScheds)][]float64
 	for p, pt := range []struct{ elems, reps, block int }{{small, 7, calBlock}, {bulk, 3, 1}, {large, 3, 1}} {
@@ -428,6 +431,11 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 			for k := range allReduceScheds {
 				i := turns.Index(rep, k, len(allReduceScheds))
 				name := allReduceScheds[i]
+				if pt.block == 1 {
+					if err := c.Barrier(ctx, CallOption{sched: nameRD}); err != nil {
+						return err
+					}
+				}
 				t0 := time.Now()
 				for range pt.block {
 					if err := c.AllReduce(ctx, rbuf[:pt.elems], Sum, CallOption{sched: name}); err != nil {
