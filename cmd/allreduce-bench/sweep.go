@@ -219,6 +219,10 @@ type algChoice struct {
 // configured measures a row as the communicator's Config says.
 var configured = []algChoice{{}}
 
+// compareTurns is how many turns each algorithm of -algo compare gets at
+// most within a size (fewer when -n is smaller).
+const compareTurns = 5
+
 // compared is what -algo compare times: each forced algorithm and auto.
 var compared = []algChoice{
 	{"ring", []collective.CallOption{collective.Using(collective.Ring)}},
@@ -231,6 +235,18 @@ var compared = []algChoice{
 // that a change in the machine's load reaches all of them alike. Each gets
 // its own row: the slowest rank's mean time per call, and with -c its own
 // check.
+//
+// With several algorithms a turn is a block of back-to-back calls (at most
+// compareTurns turns each) after one untimed call. A call as a rank times
+// it lasts from that rank's own start, which depends on when it finished
+// the previous call; after a call of another algorithm the ranks start
+// apart by as much as a small call takes, and the slowest rank's time
+// measured that switch as well as the algorithm, unequally: with one call
+// a turn, 4 ranks over QUIC on 2 cores gave auto ÷ ring 0.55 at 4 KiB
+// where -algo auto and -algo ring alone give 0.62-0.64 (the ring's
+// back-to-back calls overlap, which single calls in turns hid). The
+// untimed call absorbs the switch, so each row is the algorithm's time in
+// a loop of its own calls, what -algo with that algorithm alone measures.
 func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T, algs []algChoice) ([]rowResult, error) {
 	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
 	calls := make([]func() error, len(algs))
@@ -257,16 +273,29 @@ func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T
 	if err := r.comm.Barrier(ctx); err != nil {
 		return nil, err
 	}
+	block := cfg.iters
+	if len(calls) > 1 {
+		block = (cfg.iters + compareTurns - 1) / compareTurns
+	}
 	stat := make([]float64, len(calls))
-	for it := range cfg.iters {
+	for turn, done := 0, 0; done < cfg.iters; turn++ {
+		b := min(block, cfg.iters-done)
 		for k := range calls {
-			i := turns.Index(it, k, len(calls))
+			i := turns.Index(turn, k, len(calls))
+			if len(calls) > 1 {
+				if err := calls[i](); err != nil {
+					return nil, err
+				}
+			}
 			t0 := time.Now()
-			if err := calls[i](); err != nil {
-				return nil, err
+			for range b {
+				if err := calls[i](); err != nil {
+					return nil, err
+				}
 			}
 			stat[i] += time.Since(t0).Seconds()
 		}
+		done += b
 	}
 	for i := range stat {
 		stat[i] /= float64(cfg.iters)
