@@ -423,7 +423,10 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 	// ranks up before each sample instead.
 	var t [3][len(allReduceScheds)]float64 // [size point][schedule]
 	var runs [len(allReduceScheds)][]float64
-	for p, pt := range []struct{ elems, reps, block int }{{small, 7, calBlock}, {bulk, 3, 1}, {large, 3, 1}} {
+	for p, pt := range []struct {
+		elems, reps, block int
+		lineUp             bool // a Barrier before each sample
+	}{{small, 7, calBlock, false}, {bulk, 3, 1, true}, {large, 3, 1, true}} {
 		for i := range runs {
 			runs[i] = runs[i][:0]
 		}
@@ -431,7 +434,7 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 			for k := range allReduceScheds {
 				i := turns.Index(rep, k, len(allReduceScheds))
 				name := allReduceScheds[i]
-				if pt.block == 1 {
+				if pt.lineUp {
 					if err := c.Barrier(ctx, CallOption{sched: nameRD}); err != nil {
 						return err
 					}

@@ -591,8 +591,7 @@ func (c *Communicator) ringPlan(op wire.Op, root int) *plan {
 		}
 		return planRing(s)
 	}
-	pred := (c.rank + c.world - 1) % c.world
-	p := build(c.rank).finish(c.world, c.rank, build(pred).opens(c.rank))
+	p := newPlan(c.world, c.rank, build)
 	c.plans[k] = p
 	return p
 }

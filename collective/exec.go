@@ -134,6 +134,14 @@ func (p *plan) finish(world, rank int, predOpens bool) *plan {
 	return p
 }
 
+// newPlan builds and finishes this rank's plan with build, which converts
+// the schedule of any rank: the opening frame it expects depends on its
+// ring predecessor's plan.
+func newPlan(world, rank int, build func(rank int) *plan) *plan {
+	pred := (rank + world - 1) % world
+	return build(rank).finish(world, rank, build(pred).opens(rank))
+}
+
 // opens reports whether a rank whose plan (before finish) is p opens the
 // operation with an empty frame to its ring successor succ: unless its
 // first transfer to succ waits for nothing.

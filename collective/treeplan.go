@@ -51,8 +51,7 @@ func (c *Communicator) treePlan(op wire.Op, root int, name string) *plan {
 		}
 		return planTree(s)
 	}
-	pred := (c.rank + c.world - 1) % c.world
-	p := build(c.rank).finish(c.world, c.rank, build(pred).opens(c.rank))
+	p := newPlan(c.world, c.rank, build)
 	c.plans[k] = p
 	return p
 }

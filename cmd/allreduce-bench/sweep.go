@@ -273,8 +273,8 @@ func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T
 	if err := r.comm.Barrier(ctx); err != nil {
 		return nil, err
 	}
-	block := cfg.iters
-	if len(calls) > 1 {
+	lead, block := len(calls) > 1, cfg.iters // lead: an untimed call opens each turn
+	if lead {
 		block = (cfg.iters + compareTurns - 1) / compareTurns
 	}
 	stat := make([]float64, len(calls))
@@ -282,7 +282,7 @@ func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T
 		b := min(block, cfg.iters-done)
 		for k := range calls {
 			i := turns.Index(turn, k, len(calls))
-			if len(calls) > 1 {
+			if lead {
 				if err := calls[i](); err != nil {
 					return nil, err
 				}
