@@ -18,7 +18,8 @@ import (
 // options costs no allocation.)
 type CallOption struct {
 	algo  Algorithm
-	sched string // a specific schedule by name (calibration)
+	over  Transport // a data path (Over)
+	sched string    // a specific schedule by name (calibration)
 }
 
 // Using runs the call with algorithm a instead of Config.Algorithm. Every
@@ -48,10 +49,13 @@ func callSched(opts []CallOption) string {
 }
 
 // Costs are the link and kernel parameters of the alpha-beta-gamma model
-// that Auto chooses algorithms with, measured on this communicator's links
-// (the slowest rank's figure, so that every rank holds the same values and
-// makes the same choice).
+// that Auto chooses algorithms with, measured on one data path of this
+// communicator's links (the slowest rank's figure, so that every rank
+// holds the same values and makes the same choice). A communicator that
+// chooses between TLS lanes and QUIC per call holds one Costs for each.
 type Costs struct {
+	// Transport is the data path the figures were measured on.
+	Transport Transport
 	Alpha time.Duration // latency of one dependent step (a ring Barrier's step)
 	Beta  float64       // seconds per byte moved over a link
 	Gamma float64       // seconds per byte reduced
@@ -90,19 +94,25 @@ func (k Costs) String() string {
 // allReduceScheds names the AllReduce schedules in Costs.AllReduce order.
 var allReduceScheds = [3]string{"ring", nameRD, nameDBT}
 
-// Choice is the algorithm Auto picked for a call, with the reason.
+// Choice is the algorithm and data path Auto picked for a call, with the
+// reason.
 type Choice struct {
 	Algorithm Algorithm
-	Name      string        // the schedule: "ring", "recursive doubling", "double binary tree", "binomial tree"
+	Name      string // the schedule: "ring", "recursive doubling", "double binary tree", "binomial tree", "shared memory"
+	// Transport is what carries the call's bytes: TransportTLS,
+	// TransportQUIC, TransportTCP or TransportShm (TransportAuto for
+	// in-process pipes).
+	Transport Transport
 	Estimate  time.Duration // the model's time for it
 	Reason    string        // the estimates compared
 }
 
-// candidate is one algorithm's estimate for a call.
+// candidate is one algorithm's estimate for a call on one path.
 type candidate struct {
 	algo Algorithm
 	name string
 	t    float64 // seconds
+	path dataPath
 }
 
 // candidates holds a call's estimates without allocating.
@@ -121,38 +131,36 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates
 	depth := float64(bits.Len(uint(world - 1))) // ceil(log2 n)
 	var out candidates
 	add := func(algo Algorithm, name string, t float64) {
-		out.c[out.n] = candidate{algo, name, t}
+		out.c[out.n] = candidate{algo: algo, name: name, t: t}
 		out.n++
 	}
 	c := min(chunk, bytes)
 	switch op {
 	case wire.OpAllReduce:
-		if k.AllReduce[0].PerByte > 0 {
-			lines := &k.AllReduce
-			if bytes > calBulk && k.AllReduceLarge[0].PerByte > 0 {
-				lines = &k.AllReduceLarge
-			}
-			var t [3]float64
-			for i, l := range lines {
-				t[i] = l.at(bytes)
-			}
-			if bytes > calTop {
-				per := allReducePerByte(world, b, g)
-				ring := lines[0].PerByte
-				for i, l := range lines {
-					t[i] = l.at(calTop) + (bytes-calTop)*max(l.PerByte, ring*per[i]/per[0])
-				}
-			}
-			add(Ring, "ring", max(t[0], 0))
-			add(Tree, nameRD, max(t[1], 0))
-			add(Tree, nameDBT, max(t[2], 0))
-			break
-		}
 		seg := bytes / n
 		per := allReducePerByte(world, b, g)
-		add(Ring, "ring", 2*(n-1)*(a+min(c, seg)*b)+bytes*per[0])
-		add(Tree, nameRD, rdSteps(world)*a+bytes*per[1])
-		add(Tree, nameDBT, 2*depth*(a+min(c, bytes/2)*b)+bytes*per[2])
+		t := [3]float64{ // the formulas, where a schedule was not timed
+			2*(n-1)*(a+min(c, seg)*b) + bytes*per[0],
+			rdSteps(world)*a + bytes*per[1],
+			2*depth*(a+min(c, bytes/2)*b) + bytes*per[2],
+		}
+		ring := k.AllReduceLarge[0].PerByte // 0 if the ring was not timed: no floor
+		for i := range t {
+			l := k.AllReduce[i]
+			if l.PerByte <= 0 {
+				continue
+			}
+			if bytes > calBulk && k.AllReduceLarge[i].PerByte > 0 {
+				l = k.AllReduceLarge[i]
+			}
+			t[i] = l.at(bytes)
+			if bytes > calTop {
+				t[i] = l.at(calTop) + (bytes-calTop)*max(l.PerByte, ring*per[i]/per[0])
+			}
+		}
+		add(Ring, "ring", max(t[0], 0))
+		add(Tree, nameRD, max(t[1], 0))
+		add(Tree, nameDBT, max(t[2], 0))
 	case wire.OpBroadcast:
 		add(Ring, "ring", (n-1)*(a+c*b)+bytes*b+a)
 		add(Tree, "binomial tree", depth*(a+c*b)+depth*bytes*b+depth*a)
@@ -201,27 +209,78 @@ func allReducePerByte(world int, b, g float64) [3]float64 {
 	return [3]float64{2*(n-1)/n*b + (n-1)/n*g, rdSteps(world) * (b + g), 2*b + g}
 }
 
-// choose picks the schedule for a call: the forced algorithm, or Auto's
-// fastest estimate. It allocates nothing; explain adds the reason.
-func (c *Communicator) choose(op wire.Op, algo Algorithm, bytes int, sched string) (Choice, error) {
+// choose picks the schedule and data path for a call: the forced ones, or
+// Auto's fastest estimates. It allocates nothing; explain adds the reason.
+func (c *Communicator) choose(op wire.Op, algo Algorithm, over Transport, bytes int, sched string) (Choice, dataPath, error) {
 	if algo == Auto {
 		algo = c.algo
+	}
+	if algo > Tree {
+		return Choice{}, 0, fmt.Errorf("%w: unknown algorithm %v", ErrInvalid, algo)
+	}
+	var one [1]dataPath
+	paths := c.paths
+	switch {
+	case over == TransportAuto:
+	case over > TransportTLS:
+		return Choice{}, 0, fmt.Errorf("%w: unknown transport %v", ErrInvalid, over)
+	case c.shm != nil && over != TransportShm:
+		return Choice{}, 0, fmt.Errorf("%w: the call asks for %s, but this communicator moves data through shared memory", ErrInvalid, over)
+	case c.shm == nil:
+		p, ok := c.pathFor(over)
+		if !ok {
+			return Choice{}, 0, fmt.Errorf("%w: the call asks for %s, but this communicator moves data over %s", ErrInvalid, over, c.DataPath())
+		}
+		one[0] = p
+		paths = one[:]
+	}
+	if c.shm != nil {
+		paths = nil
+	}
+	first := onQUIC // where there is no choice of path
+	if len(paths) > 0 {
+		first = paths[0]
 	}
 	if sched != "" { // calibration runs one schedule by name
 		a := Tree
 		if sched == "ring" {
 			a = Ring
 		}
-		return Choice{Algorithm: a, Name: sched, Reason: "forced"}, nil
+		return Choice{Algorithm: a, Name: sched, Transport: c.choiceTransport(first), Reason: "forced"}, first, nil
 	}
-	if algo > Tree {
-		return Choice{}, fmt.Errorf("%w: unknown algorithm %v", ErrInvalid, algo)
+	if c.world == 1 || len(paths) == 0 {
+		return Choice{Algorithm: Ring, Name: "ring", Transport: c.choiceTransport(first)}, first, nil
 	}
-	if c.world == 1 {
-		return Choice{Algorithm: Ring, Name: "ring"}, nil
+	pick, _ := c.bestOn(paths[0], op, algo, bytes)
+	for _, p := range paths[1:] {
+		// Another path must be faster by more than pathMargin.
+		if x, _ := c.bestOn(p, op, algo, bytes); x.t*(1+pathMargin) < pick.t {
+			pick = x
+		}
 	}
-	cs := c.costs.estimates(op, c.world, float64(bytes), float64(c.cb))
+	return Choice{Algorithm: pick.algo, Name: pick.name, Transport: c.choiceTransport(pick.path), Estimate: dur(pick.t)}, pick.path, nil
+}
+
+// choiceTransport is what Choice.Transport says of path p.
+func (c *Communicator) choiceTransport(p dataPath) Transport {
+	switch {
+	case c.shm != nil:
+		return TransportShm
+	case c.inProc:
+		return TransportAuto
+	}
+	return c.transportOf(p)
+}
+
+// bestOn picks the schedule for a call on path p: the forced algorithm's,
+// or the fastest estimate, taking the ring within ringMargin of it; it
+// also returns every estimate. It allocates nothing.
+func (c *Communicator) bestOn(p dataPath, op wire.Op, algo Algorithm, bytes int) (candidate, candidates) {
+	cs := c.pathCosts[p].estimates(op, c.world, float64(bytes), float64(c.cb))
 	cands := cs.list()
+	for i := range cands {
+		cands[i].path = p
+	}
 	pick := cands[0]
 	if algo != Auto {
 		pick.algo = Auto
@@ -248,48 +307,90 @@ func (c *Communicator) choose(op wire.Op, algo Algorithm, bytes int, sched strin
 			}
 		}
 	}
-	return Choice{Algorithm: pick.algo, Name: pick.name, Estimate: dur(pick.t)}, nil
+	return pick, cs
 }
 
 // ringMargin is how much faster than the ring a tree must be estimated to
 // be for Auto to choose it.
 const ringMargin = 0.05
 
+// pathMargin is how much faster than the first data path (TLS lanes,
+// where there are lanes) another must be estimated to be for Auto to
+// choose it.
+const pathMargin = 0.05
+
 // explain is choose with the reason spelt out.
-func (c *Communicator) explain(op wire.Op, algo Algorithm, bytes int) (Choice, error) {
-	ch, err := c.choose(op, algo, bytes, "")
+func (c *Communicator) explain(op wire.Op, algo Algorithm, over Transport, bytes int) (Choice, error) {
+	ch, _, err := c.choose(op, algo, over, bytes, "")
 	if err != nil {
 		return ch, err
 	}
 	if c.shm != nil {
-		return Choice{Algorithm: ch.Algorithm, Name: "shared memory",
+		return Choice{Algorithm: ch.Algorithm, Name: "shared memory", Transport: TransportShm,
 			Reason: "every rank is on this host: each reduces its part of every window from the others' segments"}, nil
 	}
 	if algo == Auto {
 		algo = c.algo
 	}
-	cs := c.costs.estimates(op, c.world, float64(bytes), float64(c.cb))
-	switch {
-	case c.world == 1:
-		ch.Reason = "a world of one moves nothing"
-	case algo == Auto:
-		var b strings.Builder
+	paths := c.paths
+	if over != TransportAuto {
+		p, _ := c.pathFor(over)
+		paths = []dataPath{p}
+	}
+	var b strings.Builder
+	estimates := func(p dataPath) {
+		_, cs := c.bestOn(p, op, algo, bytes)
+		if len(paths) > 1 {
+			fmt.Fprintf(&b, "%s: ", c.transportOf(p))
+		}
 		for i, x := range cs.list() {
 			if i > 0 {
 				b.WriteString(" < ")
 			}
 			fmt.Fprintf(&b, "%s %v", x.name, dur(x.t))
 		}
-		ch.Reason = b.String() + " (" + c.costs.String() + ")"
-		if l := cs.list(); ch.Algorithm == Ring && len(l) > 0 && l[0].algo != Ring {
-			ch.Reason += fmt.Sprintf("; the ring is within %.0f%% of the fastest, so the ring", ringMargin*100)
+		b.WriteString(" (" + c.pathCosts[p].String() + ")")
+	}
+	switch {
+	case c.world == 1:
+		ch.Reason = "a world of one moves nothing"
+	case algo == Auto || len(paths) > 1:
+		for i, p := range paths {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			estimates(p)
 		}
+		if algo == Auto {
+			pick, cs := c.bestOn(c.pathOf(ch.Transport), op, algo, bytes)
+			if l := cs.list(); pick.algo == Ring && len(l) > 0 && l[0].algo != Ring {
+				fmt.Fprintf(&b, "; the ring is within %.0f%% of the fastest on %s, so the ring", ringMargin*100, ch.Transport)
+			}
+		} else if ch.Algorithm != algo {
+			fmt.Fprintf(&b, "; %s has no %s schedule", op, algo)
+		}
+		if len(paths) > 1 {
+			if ch.Transport == c.transportOf(paths[0]) {
+				fmt.Fprintf(&b, "; %s unless another is over %.0f%% faster, so %s", c.transportOf(paths[0]), pathMargin*100, ch.Transport)
+			} else {
+				fmt.Fprintf(&b, "; so %s", ch.Transport)
+			}
+		}
+		ch.Reason = b.String()
 	case ch.Algorithm != algo:
 		ch.Reason = fmt.Sprintf("%s has no %s schedule", op, algo)
 	default:
 		ch.Reason = "forced"
 	}
 	return ch, nil
+}
+
+// pathOf is the path that carries Choice.Transport t.
+func (c *Communicator) pathOf(t Transport) dataPath {
+	if p, ok := c.pathFor(t); ok {
+		return p
+	}
+	return c.paths[0]
 }
 
 func dur(s float64) time.Duration {
@@ -299,16 +400,17 @@ func dur(s float64) time.Duration {
 	return time.Duration(s * 1e9).Round(100 * time.Nanosecond)
 }
 
-// Explain says which algorithm a call with these arguments would use, and
-// why. count is the call's count as the operation defines it (elements of
-// the buffer for AllReduce and Broadcast, of each rank's input for Reduce,
-// Gather and AllGather, of each rank's result for ReduceScatter).
+// Explain says which algorithm and data path a call with these arguments
+// would use, and why. count is the call's count as the operation defines
+// it (elements of the buffer for AllReduce and Broadcast, of each rank's
+// input for Reduce, Gather and AllGather, of each rank's result for
+// ReduceScatter). Options are the call's (Using, Over).
 func (c *Communicator) Explain(op string, dtypeSize, count int, opts ...CallOption) (Choice, error) {
 	wop, ok := opNames[op]
 	if !ok {
 		return Choice{}, fmt.Errorf("%w: unknown operation %q", ErrInvalid, op)
 	}
-	return c.explain(wop, callAlgo(opts), dtypeSize*count)
+	return c.explain(wop, callAlgo(opts), callOver(opts), dtypeSize*count)
 }
 
 var opNames = map[string]wire.Op{
@@ -317,20 +419,40 @@ var opNames = map[string]wire.Op{
 	"barrier": wire.OpBarrier, "sendrecv": wire.OpSendRecv,
 }
 
-// Costs returns the model parameters Auto currently uses.
-func (c *Communicator) Costs() Costs { return c.costs }
+// Costs returns the model parameters Auto uses on this communicator's
+// first data path (TLS lanes where it has lanes, else QUIC).
+func (c *Communicator) Costs() Costs { return c.pathCosts[c.paths[0]] }
 
-// Calibrate measures the model's parameters on this communicator's links,
-// then agrees with the other ranks on the slowest rank's figures (so that
-// every rank holds the same model and makes the same choices): the latency
-// of a dependent step (a ring Barrier), the bandwidth of a bulk SendRecv
-// around the ring, this machine's reduction speed, and for each AllReduce
-// schedule the lines through three timed runs (4 KiB, 256 KiB, 1 MiB). It
-// takes a few dozen operations, well under a second on loopback. It is a
-// collective call: every rank must make it, in the same place in its
-// sequence of calls. New calls it when Config.Algorithm is Auto.
+// CostsOver returns the model parameters of data path t, if the
+// communicator has it.
+func (c *Communicator) CostsOver(t Transport) (Costs, bool) {
+	p, ok := c.pathFor(t)
+	if !ok {
+		return Costs{}, false
+	}
+	return c.pathCosts[p], true
+}
+
+// calCand is one schedule on one data path, as Calibrate times it.
+type calCand struct {
+	path  dataPath
+	sched int // index in allReduceScheds
+}
+
+// Calibrate measures the model's parameters on every data path of this
+// communicator (TLS lanes and QUIC, or the one it has), then agrees with
+// the other ranks on the slowest rank's figures (so that every rank holds
+// the same model and makes the same choices): the latency of a dependent
+// step (a ring Barrier), the bandwidth of a bulk SendRecv around the
+// ring, this machine's reduction speed, and for each AllReduce schedule
+// (those of Config.Algorithm, or all three for Auto) the lines through
+// three timed runs (4 KiB, 256 KiB, 1 MiB). It takes a few dozen
+// operations per path, about a second on loopback. It is a collective
+// call: every rank must make it, in the same place in its sequence of
+// calls. New calls it when Config.Algorithm is Auto or the communicator
+// has two data paths to choose between.
 func (c *Communicator) Calibrate(ctx context.Context) error {
-	if c.world == 1 {
+	if c.world == 1 || c.shm != nil {
 		return nil
 	}
 	const small, bulk, large = 1 << 10, calBulk / 4, calTop / 4 // float32 elements: 4 KiB, 256 KiB, 1 MiB
@@ -338,7 +460,7 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 	// The fastest of a few runs: on a shared machine the others measure
 	// the neighbours' load, which differs from rank to rank and run to run,
 	// more than the algorithm.
-	median := func(reps int, f func() error) (float64, error) {
+	fastest := func(reps int, f func() error) (float64, error) {
 		ts := make([]float64, 0, reps)
 		for range reps {
 			t0 := time.Now()
@@ -349,67 +471,123 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 		}
 		return slices.Min(ts), nil
 	}
-	ring := Using(Ring)
-	if _, err := median(2, func() error { return c.Barrier(ctx, ring) }); err != nil { // warm up
-		return err
+	agree := []CallOption{Using(Ring), Over(c.transportOf(c.paths[0]))}
+	// The probes, on each path.
+	abg := make([]float64, 0, 3*len(c.paths))
+	for _, p := range c.paths {
+		on := Over(c.transportOf(p))
+		ring := []CallOption{Using(Ring), on}
+		if _, err := fastest(2, func() error { return c.Barrier(ctx, ring...) }); err != nil { // warm up
+			return err
+		}
+		tBarrier, err := fastest(5, func() error { return c.Barrier(ctx, ring...) })
+		if err != nil {
+			return err
+		}
+		tSmall, err := fastest(3, func() error { return c.SendRecv(ctx, rbuf[:small], sbuf[:small], on) })
+		if err != nil {
+			return err
+		}
+		tBulk, err := fastest(3, func() error { return c.SendRecv(ctx, rbuf[:bulk], sbuf, on) })
+		if err != nil {
+			return err
+		}
+		gamma, _ := fastest(5, func() error { reduce.Float32(reduce.Sum, rbuf[:bulk], sbuf); return nil })
+		abg = append(abg, tBarrier/float64(c.world-1), max(tBulk-tSmall, 1e-9)/float64(4*(bulk-small)), gamma/float64(4*bulk))
 	}
-	tBarrier, err := median(5, func() error { return c.Barrier(ctx, ring) })
-	if err != nil {
-		return err
-	}
-	alpha := tBarrier / float64(c.world-1)
-	tSmall, err := median(3, func() error { return c.SendRecv(ctx, rbuf[:small], sbuf[:small]) })
-	if err != nil {
-		return err
-	}
-	tBulk, err := median(3, func() error { return c.SendRecv(ctx, rbuf[:bulk], sbuf) })
-	if err != nil {
-		return err
-	}
-	beta := max(tBulk-tSmall, 1e-9) / float64(4*(bulk-small))
-	gamma, _ := median(5, func() error { reduce.Float32(reduce.Sum, rbuf[:bulk], sbuf); return nil })
-	gamma /= float64(4 * bulk)
-	// Agree on the probes' figures now, and skip the timed runs of the
-	// schedules when the model says they would take longer than
+	// Agree on the probes' figures now, and skip a path's timed runs of
+	// the schedules when the model says they would take longer than
 	// calBudget (slow or lossy links): every rank predicts the same and
-	// so decides the same, and the choices then rest on alpha, beta and
-	// gamma alone.
-	abg := []float64{alpha, beta, gamma}
-	if err := c.AllReduce(ctx, abg, Max, ring); err != nil {
+	// so decides the same, and that path's choices then rest on alpha,
+	// beta and gamma alone.
+	if err := c.AllReduce(ctx, abg, Max, agree...); err != nil {
 		return err
 	}
-	alpha, beta, gamma = abg[0], abg[1], abg[2]
-	model := Costs{Alpha: secs(alpha), Beta: beta, Gamma: gamma}
-	if p := model.calibrationTime(c.world, float64(c.cb)); p > calBudget.Seconds() {
-		c.costs = model
-		c.log.Debug("collective: calibrated from the probes alone", "costs", model.String(),
-			"timed runs would take", secs(p).String(), "budget", calBudget.String())
-		return nil
+	var models [numPaths]Costs
+	scheds := c.calibratedScheds()
+	var cands []calCand
+	for i, p := range c.paths {
+		models[p] = Costs{Transport: c.transportOf(p), Alpha: secs(abg[3*i]), Beta: abg[3*i+1], Gamma: abg[3*i+2]}
+		if pt := models[p].calibrationTime(c.world, float64(c.cb)); pt > calBudget.Seconds() {
+			c.log.Debug("collective: calibrated from the probes alone", "transport", models[p].Transport, "costs", models[p].String(),
+				"timed runs would take", secs(pt).String(), "budget", calBudget.String())
+			continue
+		}
+		for _, i := range scheds {
+			cands = append(cands, calCand{p, i})
+		}
 	}
-	m := make([]float64, 3+4*len(allReduceScheds))
-	m[0], m[1], m[2] = alpha, beta, gamma
+	if len(cands) > 0 {
+		t, err := c.timeSchedules(ctx, cands, rbuf, small, bulk, large)
+		if err != nil {
+			return err
+		}
+		// Each candidate's lines: [4 KiB, 256 KiB] and [256 KiB, 1 MiB].
+		m := make([]float64, 4*len(cands))
+		for k := range cands {
+			ts, tb, tl := t[0][k], t[1][k], t[2][k]
+			per := max(tb-ts, 1e-12) / float64(4*(bulk-small))
+			m[4*k], m[4*k+1] = max(ts-per*4*small, 0), per
+			per2 := max(tl-tb, 1e-12) / float64(4*(large-bulk))
+			m[4*k+2], m[4*k+3] = tb-per2*4*bulk, per2
+		}
+		if err := c.AllReduce(ctx, m, Max, agree...); err != nil {
+			return err
+		}
+		for k, x := range cands {
+			models[x.path].AllReduce[x.sched] = Line{Fixed: secs(m[4*k]), PerByte: m[4*k+1]}
+			models[x.path].AllReduceLarge[x.sched] = Line{Fixed: secs(m[4*k+2]), PerByte: m[4*k+3]}
+		}
+	}
+	for _, p := range c.paths {
+		c.pathCosts[p] = models[p]
+		c.log.Debug("collective: calibrated", "transport", models[p].Transport, "costs", models[p].String(), "allreduce", models[p].AllReduce)
+	}
+	return nil
+}
+
+// calibratedScheds are the AllReduce schedules (indices in
+// allReduceScheds) that Config.Algorithm allows.
+func (c *Communicator) calibratedScheds() []int {
+	switch c.algo {
+	case Ring:
+		return []int{0}
+	case Tree:
+		return []int{1, 2}
+	}
+	return []int{0, 1, 2}
+}
+
+// timeSchedules times every candidate at the three sizes and returns the
+// medians, t[size point][candidate].
+func (c *Communicator) timeSchedules(ctx context.Context, cands []calCand, rbuf []float32, small, bulk, large int) ([3][]float64, error) {
+	opt := func(x calCand) []CallOption {
+		return []CallOption{{sched: allReduceScheds[x.sched], over: c.transportOf(x.path)}}
+	}
 	// Each schedule runs once unmeasured, to bring its links up to speed
 	// (a QUIC connection left idle while other schedules ran restarts
 	// slowly), then a few measured runs, and keeps its median: a schedule
 	// whose time varies a lot from run to run (the double binary tree
 	// when its halves are one chunk each) is judged by a typical run, not
 	// its luckiest.
-	// First every schedule moves the largest size once, so that every
+	// First every candidate moves the largest size once, so that every
 	// link any of them uses has carried a bulk transfer before anything is
-	// timed: fresh QUIC connections start with small windows, and
-	// whichever schedule ran later would otherwise inherit links the
-	// earlier ones had warmed.
-	for _, name := range allReduceScheds {
-		if err := c.AllReduce(ctx, rbuf, Sum, CallOption{sched: name}); err != nil {
-			return err
+	// timed: fresh connections start with small windows, and whichever
+	// schedule ran later would otherwise inherit links the earlier ones
+	// had warmed.
+	var t [3][]float64
+	for _, x := range cands {
+		if err := c.AllReduce(ctx, rbuf, Sum, opt(x)...); err != nil {
+			return t, err
 		}
 	}
-	// The schedules take turns, one sample each per round, so that a burst
-	// of load from elsewhere on the machine slows all of them rather than
-	// the one that happened to be running; the first round is not timed.
-	// The rounds go 0 1 2, then 0 2 1 (package turns): each schedule
-	// follows each other one equally often (what ran before matters: links
-	// another schedule left idle restart slowly).
+	// The candidates take turns, one sample each per round, so that a
+	// burst of load from elsewhere on the machine slows all of them rather
+	// than the one that happened to be running; the first round is not
+	// timed. The rounds follow package turns: each schedule follows each
+	// other one of its path equally often, and the paths alternate (what
+	// ran before matters: links another schedule left idle restart
+	// slowly).
 	//
 	// A sample at the small size is a block of back-to-back runs, timed
 	// together: one run as a rank sees it lasts from its own start, which
@@ -421,8 +599,13 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 	// sizes a block would cost too much time; there a recursive-doubling
 	// Barrier (whose ranks all leave after the same exchange) lines the
 	// ranks up before each sample instead.
-	var t [3][len(allReduceScheds)]float64 // [size point][schedule]
-	var runs [len(allReduceScheds)][]float64
+	groups := 1 // the paths: cands holds each path's schedules together
+	for i := 1; i < len(cands); i++ {
+		if cands[i].path != cands[i-1].path {
+			groups++
+		}
+	}
+	runs := make([][]float64, len(cands))
 	for p, pt := range []struct {
 		elems, reps, block int
 		lineUp             bool // a Barrier before each sample
@@ -431,18 +614,18 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 			runs[i] = runs[i][:0]
 		}
 		for rep := range pt.reps + 1 {
-			for k := range allReduceScheds {
-				i := turns.Index(rep, k, len(allReduceScheds))
-				name := allReduceScheds[i]
+			for k := range cands {
+				i := turns.Nested(rep, k, groups, len(cands)/groups)
+				x := cands[i]
 				if pt.lineUp {
-					if err := c.Barrier(ctx, CallOption{sched: nameRD}); err != nil {
-						return err
+					if err := c.Barrier(ctx, CallOption{sched: nameRD, over: c.transportOf(x.path)}); err != nil {
+						return t, err
 					}
 				}
 				t0 := time.Now()
 				for range pt.block {
-					if err := c.AllReduce(ctx, rbuf[:pt.elems], Sum, CallOption{sched: name}); err != nil {
-						return err
+					if err := c.AllReduce(ctx, rbuf[:pt.elems], Sum, opt(x)...); err != nil {
+						return t, err
 					}
 				}
 				if rep > 0 {
@@ -450,29 +633,13 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 				}
 			}
 		}
+		t[p] = make([]float64, len(cands))
 		for i := range runs {
 			slices.Sort(runs[i])
 			t[p][i] = runs[i][len(runs[i])/2]
 		}
 	}
-	for i := range allReduceScheds {
-		ts, tb, tl := t[0][i], t[1][i], t[2][i]
-		per := max(tb-ts, 1e-12) / float64(4*(bulk-small))
-		m[3+4*i], m[4+4*i] = max(ts-per*4*small, 0), per
-		per2 := max(tl-tb, 1e-12) / float64(4*(large-bulk))
-		m[5+4*i], m[6+4*i] = tb-per2*4*bulk, per2
-	}
-	if err := c.AllReduce(ctx, m, Max, ring); err != nil {
-		return err
-	}
-	k := Costs{Alpha: secs(m[0]), Beta: m[1], Gamma: m[2]}
-	for i := range k.AllReduce {
-		k.AllReduce[i] = Line{Fixed: secs(m[3+4*i]), PerByte: m[4+4*i]}
-		k.AllReduceLarge[i] = Line{Fixed: secs(m[5+4*i]), PerByte: m[6+4*i]}
-	}
-	c.costs = k
-	c.log.Debug("collective: calibrated", "costs", k.String(), "allreduce", k.AllReduce)
-	return nil
+	return t, nil
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * 1e9) }

@@ -81,22 +81,27 @@ type Config struct {
 	Logger *slog.Logger
 	// Transport chooses the data path of a communicator made by New or
 	// Join: TransportAuto (the default) moves tensors through shared
-	// memory when every rank is on this host and over QUIC otherwise;
-	// TransportQUIC and TransportShm force one. NewInProc ignores it.
-	// Every rank must use the same setting.
+	// memory when every rank is on this host, and otherwise over TLS
+	// lanes or QUIC, per call, whichever was measured faster for the
+	// call's size; TransportTLS, TransportQUIC, TransportShm and
+	// TransportTCP force one. NewInProc ignores it. Every rank must use
+	// the same setting.
 	Transport Transport
-	// Channels is how many QUIC connections each link stripes its data
-	// over (blocks of transport.StripeBytes in turn), so that encryption
-	// and packet work spread over that many cores: one quic-go connection
-	// moves about one core's worth of data. 0 picks a default: 1 when
-	// every member's address is a loopback one (one host: shared memory
-	// or the ranks themselves use the cores), else a quarter of this
-	// machine's cores, at least 1 and at most 4. Each pair of ranks uses
-	// the fewer of their two settings. TransportTCP and TransportShm use
-	// one. At most 64.
+	// Channels is how many connections each link stripes its data over
+	// (blocks of transport.StripeBytes in turn): QUIC connections, and
+	// TLS or TCP lanes, so that encryption and packet work spread over
+	// that many cores: one connection moves about one core's worth of
+	// data. 0 picks a default: 1 when every member's address is a
+	// loopback one (one host: shared memory or the ranks themselves use
+	// the cores), else a quarter of this machine's cores, at least 1 and
+	// at most 4. Each pair of ranks uses the fewer of their two settings.
+	// Where lanes carry the data (TransportTLS, TransportTCP), the QUIC
+	// link has one connection, for control frames. At most 64.
 	Channels int
 
-	keepConn bool // Join reuses the socket for the next epoch
+	keepConn      bool   // Join reuses the socket for the next epoch
+	noShm         bool   // tests: act as if the ranks shared no host
+	laneAdvertise string // tests: the lane address peers dial (a relay)
 }
 
 // ErrProtocol: a peer sent a frame that breaks the protocol (malformed, or
@@ -110,21 +115,24 @@ var ErrProtocol = errors.New("protocol violation")
 // with MPI and NCCL). A failed operation poisons the communicator: every
 // later call fails at once with ErrPoisoned, and the peers are told.
 type Communicator struct {
-	rank, world int
-	group       string
-	epoch       uint64
-	log         *slog.Logger
-	mesh        transport.Mesh
-	cb          int
-	timeout     time.Duration
-	linger      time.Duration
-	algo        Algorithm
-	costs       Costs // Auto's model; set by Calibrate
-	transport   Transport
-	shm         *shmGroup // the shared-memory data path, when every rank is on this host
-	inProc      bool      // made by NewInProc: the ranks already share memory through pipes
-	tcp         *tcpPath  // the TCP data path's listener (TransportTCP)
-	selfAddr    string    // this rank's address in the view
+	rank, world   int
+	group         string
+	epoch         uint64
+	log           *slog.Logger
+	mesh          transport.Mesh
+	cb            int
+	timeout       time.Duration
+	linger        time.Duration
+	algo          Algorithm
+	transport     Transport
+	shm           *shmGroup // the shared-memory data path, when every rank is on this host
+	inProc        bool      // made by NewInProc: the ranks already share memory through pipes
+	noShm         bool      // Config.noShm
+	paths         []dataPath
+	pathCosts     [numPaths]Costs // Auto's model per path; set by Calibrate
+	lanesOn       bool            // every link has lanes (TransportTLS, TransportTCP, or Auto between hosts)
+	laneCount     int             // lanes per link this rank offers
+	laneAdvertise string
 
 	opMu  sync.Mutex // held for the whole of an operation
 	async asyncQueue // asynchronous operations, in issue order (async.go)
@@ -141,8 +149,8 @@ type Communicator struct {
 	// workers. linkMu guards links for readers outside operations.
 	linkMu   sync.Mutex
 	links    []*transport.Link
-	senders  []*worker
-	recvers  []*worker
+	senders  [numPaths][]*worker
+	recvers  [numPaths][]*worker
 	laneDone chan error
 
 	watchJobs chan watchJob
@@ -203,7 +211,7 @@ func (cfg *Config) defaults() error {
 	if cfg.Algorithm > Tree {
 		return fmt.Errorf("%w: unknown Algorithm %v", ErrInvalid, cfg.Algorithm)
 	}
-	if cfg.Transport > TransportTCP {
+	if cfg.Transport > TransportTLS {
 		return fmt.Errorf("%w: unknown Transport %v", ErrInvalid, cfg.Transport)
 	}
 	if cfg.ChunkBytes < 64 || cfg.ChunkBytes > MaxChunkBytes {
@@ -230,9 +238,15 @@ func (cfg *Config) defaults() error {
 
 // channels is the number of QUIC connections per link this rank offers.
 func (cfg *Config) channels() int {
-	if cfg.Transport == TransportTCP || cfg.Transport == TransportShm {
+	if cfg.Transport == TransportTCP || cfg.Transport == TransportTLS || cfg.Transport == TransportShm {
 		return 1
 	}
+	return cfg.conns()
+}
+
+// conns is the number of connections per link this rank offers for data:
+// Channels, or its default.
+func (cfg *Config) conns() int {
 	if cfg.Channels > 0 {
 		return cfg.Channels
 	}
@@ -253,31 +267,41 @@ func (cfg *Config) channels() int {
 func newCommunicator(cfg *Config) *Communicator {
 	v := &cfg.View
 	c := &Communicator{
-		rank:       v.Rank,
-		world:      len(v.Members),
-		group:      v.Group,
-		epoch:      v.Epoch,
-		log:        cfg.Logger.With("group", v.Group, "epoch", v.Epoch, "rank", v.Rank),
-		cb:         cfg.ChunkBytes,
-		timeout:    cfg.Timeout,
-		linger:     cfg.CloseTimeout,
-		algo:       cfg.Algorithm,
-		transport:  cfg.Transport,
-		selfAddr:   v.Members[v.Rank].Addr,
-		costs:      defaultCosts,
-		byes:       make(map[int]uint64),
-		echoed:     make(map[int]bool),
-		op:         &opState{},
-		plans:      make(map[planKey]*plan),
-		lim:        wire.Limits{MaxPayload: uint32(cfg.ChunkBytes), MaxWorld: int32(len(v.Members))},
-		links:      make([]*transport.Link, len(v.Members)),
-		senders:    make([]*worker, len(v.Members)),
-		recvers:    make([]*worker, len(v.Members)),
-		laneDone:   make(chan error, 2*len(v.Members)),
-		watchJobs:  make(chan watchJob),
-		opEnd:      make(chan struct{}),
-		watchDone:  make(chan struct{}),
-		peerClosed: make(map[int]bool),
+		rank:          v.Rank,
+		world:         len(v.Members),
+		group:         v.Group,
+		epoch:         v.Epoch,
+		log:           cfg.Logger.With("group", v.Group, "epoch", v.Epoch, "rank", v.Rank),
+		cb:            cfg.ChunkBytes,
+		timeout:       cfg.Timeout,
+		linger:        cfg.CloseTimeout,
+		algo:          cfg.Algorithm,
+		transport:     cfg.Transport,
+		noShm:         cfg.noShm,
+		laneCount:     cfg.conns(),
+		laneAdvertise: cfg.laneAdvertise,
+		byes:          make(map[int]uint64),
+		echoed:        make(map[int]bool),
+		op:            &opState{},
+		plans:         make(map[planKey]*plan),
+		lim:           wire.Limits{MaxPayload: uint32(cfg.ChunkBytes), MaxWorld: int32(len(v.Members))},
+		links:         make([]*transport.Link, len(v.Members)),
+		laneDone:      make(chan error, 2*len(v.Members)),
+		watchJobs:     make(chan watchJob),
+		opEnd:         make(chan struct{}),
+		watchDone:     make(chan struct{}),
+		peerClosed:    make(map[int]bool),
+	}
+	for p := range numPaths {
+		c.senders[p] = make([]*worker, len(v.Members))
+		c.recvers[p] = make([]*worker, len(v.Members))
+		c.pathCosts[p] = defaultCosts[p]
+	}
+	// Set-up (and shared-memory detection) runs over QUIC; lanes join in
+	// connect.
+	c.paths = []dataPath{onQUIC}
+	if cfg.Transport == TransportTLS || cfg.Transport == TransportTCP {
+		c.paths = []dataPath{onLanes}
 	}
 	for i := range c.stage {
 		c.stage[i] = alignedBytes(cfg.ChunkBytes)
@@ -365,6 +389,7 @@ func NewInProc(ctx context.Context, world int, cfg Config) ([]*Communicator, err
 	for r := range world {
 		rc := cfg
 		rc.View.Rank = r
+		rc.Transport = TransportAuto // pipes: one path
 		c := newCommunicator(&rc)
 		c.inProc = true
 		mesh, err := hub.Mesh(c.identity(), events{c})
@@ -403,17 +428,24 @@ func closeAll(comms []*Communicator) {
 	}
 }
 
-// defaultCosts stand until Calibrate measures: loopback QUIC figures.
-var defaultCosts = Costs{Alpha: 40 * time.Microsecond, Beta: 1 / 0.3e9, Gamma: 1 / 10e9}
+// defaultCosts stand, per path, until Calibrate measures: loopback
+// figures of one TLS lane and of one QUIC connection.
+var defaultCosts = [numPaths]Costs{
+	onLanes: {Alpha: 30 * time.Microsecond, Beta: 1 / 1.0e9, Gamma: 1 / 10e9},
+	onQUIC:  {Alpha: 40 * time.Microsecond, Beta: 1 / 0.3e9, Gamma: 1 / 10e9},
+}
 
-// connect establishes the links to the ring neighbours and, for Auto,
-// calibrates the cost model; it leaves the sequence of operations at zero.
+// connect establishes the links to the ring neighbours, finds whether the
+// ranks share memory, gives the links their lanes where they need them
+// and, where there is a choice to make, calibrates the cost model; it
+// leaves the sequence of operations at zero.
 func (c *Communicator) connect(ctx context.Context) error {
 	if c.world == 1 {
 		return nil
 	}
-	if c.transport == TransportTCP && !c.inProc {
-		if err := c.tcpListen(); err != nil {
+	if c.transport == TransportTLS || c.transport == TransportTCP {
+		// Every link gets its lanes as it is made.
+		if err := c.listenLanes(); err != nil {
 			return err
 		}
 	}
@@ -425,7 +457,17 @@ func (c *Communicator) connect(ctx context.Context) error {
 			return err
 		}
 	}
-	if c.algo == Auto && c.shm == nil {
+	if c.transport == TransportAuto && c.shm == nil && !c.inProc {
+		// Between hosts: TLS lanes beside QUIC, the choice per call.
+		if err := c.listenLanes(); err != nil {
+			return err
+		}
+		if err := c.openLanes(ctx); err != nil {
+			return err
+		}
+		c.paths = []dataPath{onLanes, onQUIC}
+	}
+	if c.shm == nil && (c.algo == Auto || len(c.paths) > 1) {
 		if err := c.Calibrate(ctx); err != nil {
 			return fmt.Errorf("collective: calibrating: %w", err)
 		}
@@ -491,29 +533,14 @@ func (c *Communicator) ensureLink(ctx context.Context, peer int) error {
 	if err != nil {
 		return fmt.Errorf("collective: rank %d connecting to rank %d: %w", c.rank, peer, err)
 	}
-	if c.tcp != nil {
-		if err := c.upgradeTCP(ctx, l); err != nil {
+	if c.lanesOn {
+		if err := c.laneWorkers(ctx, l); err != nil {
 			return err
 		}
 	}
-	mk := func(send bool) *worker {
-		w := &worker{link: l, send: send, jobs: make(chan *opState), note: make(chan struct{}, 1)}
-		if send {
-			w.enc = wire.NewEncoder()
-			w.wbuf = make([]byte, 0, wire.PrefixLen+wire.MaxHeader+linkBufBytes)
-		} else {
-			w.in = newLinkReader(l.Data)
-			w.rbuf = make([]byte, wire.PrefixLen+wire.MaxHeader)
-			w.scratch = alignedBytes(c.cb)
-		}
-		c.workerWG.Add(1)
-		go func() {
-			defer c.workerWG.Done()
-			w.run(c)
-		}()
-		return w
+	if c.transport != TransportTLS && c.transport != TransportTCP {
+		c.senders[onQUIC][peer], c.recvers[onQUIC][peer] = c.newWorker(l, l.Data, true), c.newWorker(l, l.Data, false)
 	}
-	c.senders[peer], c.recvers[peer] = mk(true), mk(false)
 	c.linkMu.Lock()
 	c.links[peer] = l
 	c.linkMu.Unlock()
@@ -550,11 +577,32 @@ func (c *Communicator) linkTo(peer int) *transport.Link {
 	return c.links[peer]
 }
 
+// newWorker starts a worker for one direction of link l's stream s.
+func (c *Communicator) newWorker(l *transport.Link, s transport.Stream, send bool) *worker {
+	w := &worker{link: l, stream: s, send: send, jobs: make(chan *opState), note: make(chan struct{}, 1)}
+	if send {
+		w.enc = wire.NewEncoder()
+		w.wbuf = make([]byte, 0, wire.PrefixLen+wire.MaxHeader+linkBufBytes)
+	} else {
+		w.in = newLinkReader(s)
+		w.rbuf = make([]byte, wire.PrefixLen+wire.MaxHeader)
+		w.scratch = alignedBytes(c.cb)
+	}
+	c.workerWG.Add(1)
+	go func() {
+		defer c.workerWG.Done()
+		w.run(c)
+	}()
+	return w
+}
+
 func (c *Communicator) stopWorker() {
-	for p := range c.senders {
-		if c.senders[p] != nil {
-			close(c.senders[p].jobs)
-			close(c.recvers[p].jobs)
+	for path := range numPaths {
+		for p := range c.senders[path] {
+			if c.senders[path][p] != nil {
+				close(c.senders[path][p].jobs)
+				close(c.recvers[path][p].jobs)
+			}
 		}
 	}
 	close(c.watchJobs)
@@ -754,9 +802,6 @@ func (c *Communicator) Close() error {
 			}
 		}
 		_ = c.mesh.Close(linger)
-		if c.tcp != nil {
-			c.tcp.close()
-		}
 	})
 	c.stopAsync()
 	return nil

@@ -188,11 +188,12 @@ func planRing(s ring.Schedule) *plan {
 // time. Workers live as long as their communicator, so operations start no
 // goroutines.
 type worker struct {
-	link *transport.Link
-	send bool
-	jobs chan *opState
-	lane *lane // the lane of the current job
-	note chan struct{}
+	link   *transport.Link
+	stream transport.Stream // the link's data stream or its lanes
+	send   bool
+	jobs   chan *opState
+	lane   *lane // the lane of the current job
+	note   chan struct{}
 
 	enc     *wire.Encoder // sender
 	wbuf    []byte        // sender: a header and a small payload, written at once
@@ -457,7 +458,7 @@ func (e *mismatchError) Error() string { return e.msg }
 
 // runSends executes a send lane in order.
 func (c *Communicator) runSends(o *opState, w *worker) error {
-	out := w.link.Data
+	out := w.stream
 	h := o.hdr
 	for k, j := range w.lane.items {
 		s := &o.plan.sends[j]
@@ -640,7 +641,7 @@ func readFull(r *linkReader, p []byte) (int, error) {
 // payload is small, else one after the other (the payload from where it
 // lies).
 func (w *worker) writeFrame(hdr, p []byte) error {
-	out := w.link.Data
+	out := w.stream
 	if len(p) <= linkBufBytes {
 		w.wbuf = append(append(w.wbuf[:0], hdr...), p...)
 		_, err := out.Write(w.wbuf)

@@ -32,8 +32,8 @@ func TestRecursiveDoublingBigChunks(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, world)
 		for r, c := range comms {
-			c.costs = Costs{Alpha: time.Second, Beta: 1e-12, Gamma: 1e-12} // latency-bound: recursive doubling
-			if ch, _ := c.choose(wire.OpAllReduce, Auto, 4*n, ""); ch.Name != nameRD {
+			c.pathCosts[onQUIC] = Costs{Alpha: time.Second, Beta: 1e-12, Gamma: 1e-12} // latency-bound: recursive doubling
+			if ch, _, _ := c.choose(wire.OpAllReduce, Auto, TransportAuto, 4*n, ""); ch.Name != nameRD {
 				t.Fatalf("the model chose %s", ch.Name)
 			}
 			bufs[r] = make([]float32, n)

@@ -210,8 +210,9 @@ func sameShape(name string, t tensor, dt wire.DType, n int) error {
 func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opts []CallOption, setup func(*opState), avg bool) error {
 	h.Epoch, h.Algo = c.epoch, wire.AlgoRing
 	var choice Choice
+	var path dataPath
 	if argErr == nil {
-		choice, argErr = c.choose(h.Op, callAlgo(opts), int(h.Count)*h.DType.Size(), callSched(opts))
+		choice, path, argErr = c.choose(h.Op, callAlgo(opts), callOver(opts), int(h.Count)*h.DType.Size(), callSched(opts))
 	}
 	if argErr != nil {
 		return &OpError{Rank: c.rank, Call: h.Op.String(), Err: argErr}
@@ -308,9 +309,9 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 			return c.failed(h, o, fmt.Errorf("%w: %w", ErrPeerLost, err))
 		}
 		if ln.send {
-			o.workers = append(o.workers, c.senders[ln.peer])
+			o.workers = append(o.workers, c.senders[path][ln.peer])
 		} else {
-			o.workers = append(o.workers, c.recvers[ln.peer])
+			o.workers = append(o.workers, c.recvers[path][ln.peer])
 		}
 	}
 	err := c.run(ctx, o, timeout)

@@ -20,51 +20,6 @@ import (
 	"github.com/ringo-ml/ringo/ring"
 )
 
-// Transport selects how a communicator made by New or Join moves tensor
-// data between its ranks.
-type Transport uint8
-
-const (
-	// TransportAuto uses shared memory when every rank of the group is on
-	// this host (found by trying: each rank maps the others' segments),
-	// and QUIC otherwise. The default.
-	TransportAuto Transport = iota
-	// TransportQUIC moves all data over the QUIC links.
-	TransportQUIC
-	// TransportShm requires shared memory: New fails when some rank
-	// cannot map the others' segments.
-	TransportShm
-	// TransportTCP moves tensor data over TCP connections that each QUIC
-	// link authenticates when it is made (a token exchange over the
-	// link); control frames stay on QUIC. Faster than QUIC between hosts,
-	// but not encrypted: for trusted networks only. Never chosen by Auto.
-	TransportTCP
-)
-
-func (t Transport) String() string {
-	switch t {
-	case TransportAuto:
-		return "auto"
-	case TransportQUIC:
-		return "quic"
-	case TransportShm:
-		return "shm"
-	case TransportTCP:
-		return "tcp"
-	}
-	return fmt.Sprintf("Transport(%d)", uint8(t))
-}
-
-// ParseTransport reads a transport's name: auto, quic, shm or tcp.
-func ParseTransport(s string) (Transport, error) {
-	for t := TransportAuto; t <= TransportTCP; t++ {
-		if t.String() == s {
-			return t, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: unknown transport %q (want auto, quic, shm or tcp)", ErrInvalid, s)
-}
-
 // The shared-memory engine.
 //
 // When every rank is on one host, each rank creates a segment (package
@@ -184,7 +139,7 @@ func shmSegSize() int { return shmHeader + 4*shmWindow }
 // authenticate the peers), maps everyone else's, and the ranks agree
 // (AllReduce of a flag) whether all of them succeeded.
 func (c *Communicator) setupShm(ctx context.Context) error {
-	if c.transport == TransportQUIC || c.transport == TransportTCP || c.world == 1 {
+	if c.transport != TransportAuto && c.transport != TransportShm || c.world == 1 || c.noShm {
 		return nil
 	}
 	size := shmSegSize()
@@ -739,29 +694,4 @@ func (c *Communicator) shmReport() string {
 	}
 	return fmt.Sprintf("while waiting for rank %d to finish %s window %d of %d (shared memory)",
 		j, phase, g.window.Load(), g.windows.Load())
-}
-
-// DataPath names how this communicator moves tensor data: "shared memory",
-// "QUIC", "TCP" or "in-process pipes".
-func (c *Communicator) DataPath() string {
-	switch {
-	case c.inProc:
-		return "in-process pipes"
-	case c.shm != nil:
-		return "shared memory"
-	case c.tcp != nil:
-		return "TCP"
-	}
-	k := 1
-	c.linkMu.Lock()
-	for _, l := range c.links {
-		if l != nil {
-			k = max(k, l.Channels())
-		}
-	}
-	c.linkMu.Unlock()
-	if k > 1 {
-		return fmt.Sprintf("QUIC (%d channels)", k)
-	}
-	return "QUIC"
 }

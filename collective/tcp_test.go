@@ -33,12 +33,12 @@ func TestTCPDropsStrangers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	g := startGroup(t, ctx, tcpOnly, 3, collective.Config{Algorithm: collective.Ring})
-	addr := g.Comms[2].TCPAddr()
+	addr := g.Comms[2].LaneAddr()
 	if addr == "" {
 		t.Fatal("no TCP listener on a TransportTCP communicator")
 	}
 	for _, probe := range [][]byte{
-		make([]byte, 32), // a wrong token
+		make([]byte, 33), // a wrong token, lane 0
 		[]byte("GET / HTTP/1.0\r\n\r\n" + string(make([]byte, 64))), // not a token at all
 	} {
 		conn, err := net.Dial("tcp", addr)
@@ -54,12 +54,12 @@ func TestTCPDropsStrangers(t *testing.T) {
 		}
 	}
 	checkAll[float32](t, g.Comms, 1000, false)
-	if a := g.Comms[0].TCPAddr(); a == "" {
+	if a := g.Comms[0].LaneAddr(); a == "" {
 		t.Fatal("rank 0 has no listener")
 	}
 	q := startGroup(t, ctx, quicOnly, 2, collective.Config{})
-	if a := q.Comms[0].TCPAddr(); a != "" {
-		t.Fatalf("a QUIC communicator has a TCP listener at %s", a)
+	if a := q.Comms[0].LaneAddr(); a != "" {
+		t.Fatalf("a QUIC communicator has a lane listener at %s", a)
 	}
 }
 

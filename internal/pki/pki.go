@@ -101,23 +101,9 @@ func writePEM(path, typ string, der []byte) error {
 // Issue makes a certificate for name, usable by both ends of a connection,
 // and writes it and its key to name.pem and name.key in Dir.
 func (ca *CA) Issue(name string) (certFile, keyFile string, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, key, err := ca.issue(name)
 	if err != nil {
-		return "", "", fmt.Errorf("pki: %w", err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     ca.cert.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		return "", "", fmt.Errorf("pki: %w", err)
+		return "", "", err
 	}
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
@@ -132,6 +118,38 @@ func (ca *CA) Issue(name string) (certFile, keyFile string, err error) {
 		return "", "", err
 	}
 	return certFile, keyFile, nil
+}
+
+// Certificate makes a certificate for name, held in memory only (no files;
+// a name may be issued any number of times: tests of impostors).
+func (ca *CA) Certificate(name string) (tls.Certificate, error) {
+	der, key, err := ca.issue(name)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+func (ca *CA) issue(name string) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     ca.cert.NotAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: %w", err)
+	}
+	return der, key, nil
 }
 
 // TLSConfig issues a certificate for name and returns the configuration a

@@ -62,7 +62,9 @@ type QUICMesh struct {
 	tr     *quic.Transport
 	ln     *quic.Listener
 	qconf  *quic.Config
+	server *tls.Config
 	client *tls.Config
+	lanes  *laneListener // nil without lanes
 }
 
 var _ Mesh = (*QUICMesh)(nil)
@@ -137,6 +139,7 @@ func NewQUIC(cfg QUICConfig, events Events) (*QUICMesh, error) {
 		client.InsecureSkipVerify = true
 	}
 	m.client = client
+	m.server = server
 	m.tr = &quic.Transport{Conn: cfg.Conn}
 	ln, err := m.tr.Listen(server, m.qconf)
 	if err != nil {
@@ -262,6 +265,12 @@ func (m *QUICMesh) acceptLoop() {
 func (m *QUICMesh) Close(linger time.Duration) error {
 	m.shutdown(linger)
 	_ = m.ln.Close()
+	m.mu.Lock()
+	lanes := m.lanes
+	m.mu.Unlock()
+	if lanes != nil {
+		lanes.close()
+	}
 	m.wg.Wait()
 	_ = m.tr.Close()
 	if !m.cfg.KeepConn {

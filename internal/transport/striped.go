@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"io"
 	"sync"
 	"time"
 )
@@ -23,12 +24,16 @@ const stripedParallel = 2 * StripeBytes
 // help (the connections decrypt on their own goroutines as packets come
 // in; a read only copies), so they go block by block in stream order.
 type striped struct {
-	s      []Stream
-	rpos   int64 // bytes read so far
-	wpos   int64 // bytes written so far
-	errs   []error
-	wg     sync.WaitGroup
-	pieces [][]piece // per channel, reused by parallel writes
+	s []Stream
+	// parallelRead: large reads go on every channel at once, each on a
+	// goroutine (TLS lanes decrypt in Read, where QUIC decrypts on its
+	// own goroutines as packets arrive).
+	parallelRead bool
+	rpos         int64 // bytes read so far
+	wpos         int64 // bytes written so far
+	errs         []error
+	wg           sync.WaitGroup
+	pieces       [][]piece // per channel, reused by parallel writes
 }
 
 type piece struct{ lo, hi int }
@@ -45,15 +50,81 @@ func (t *striped) at(off int64) (ch int, room int) {
 }
 
 // Read reads from the channel that carries the next bytes, at most to the
-// end of the current block.
+// end of the current block; with parallelRead, a read of at least
+// stripedParallel bytes fills p from every channel at once.
 func (t *striped) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if t.parallelRead && len(p) >= stripedParallel {
+		return t.readParallel(p)
 	}
 	ch, room := t.at(t.rpos)
 	n, err := t.s[ch].Read(p[:min(len(p), room)])
 	t.rpos += int64(n)
 	return n, err
+}
+
+// readParallel fills all of p or fails.
+func (t *striped) readParallel(p []byte) (int, error) {
+	t.split(t.rpos, len(p))
+	err := t.each(p, t.readPieces)
+	if err != nil {
+		return 0, err
+	}
+	t.rpos += int64(len(p))
+	return len(p), nil
+}
+
+// split cuts n bytes of the stream from offset off into t.pieces.
+func (t *striped) split(off int64, n int) {
+	for i := range t.pieces {
+		t.pieces[i] = t.pieces[i][:0]
+	}
+	for done := 0; done < n; {
+		ch, room := t.at(off + int64(done))
+		k := min(n-done, room)
+		t.pieces[ch] = append(t.pieces[ch], piece{done, done + k})
+		done += k
+	}
+}
+
+// each runs f on every channel that has pieces, at once, and returns the
+// first error.
+func (t *striped) each(p []byte, f func(ch int, p []byte) error) error {
+	for i := range t.s {
+		t.errs[i] = nil
+		if len(t.pieces[i]) == 0 || i == 0 {
+			continue
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.errs[i] = f(i, p)
+		}()
+	}
+	if len(t.pieces[0]) > 0 {
+		t.errs[0] = f(0, p)
+	}
+	t.wg.Wait()
+	for _, err := range t.errs {
+		if err != nil {
+			// Some channels may have moved their blocks; the stream is
+			// out of step with the peer from here on, and the caller
+			// fails the operation.
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *striped) readPieces(ch int, p []byte) error {
+	for _, pc := range t.pieces[ch] {
+		if _, err := io.ReadFull(t.s[ch], p[pc.lo:pc.hi]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Write writes all of p or fails; large writes go out on every channel at
@@ -73,35 +144,9 @@ func (t *striped) Write(p []byte) (int, error) {
 		}
 		return done, nil
 	}
-	for i := range t.pieces {
-		t.pieces[i] = t.pieces[i][:0]
-	}
-	for done := 0; done < len(p); {
-		ch, room := t.at(t.wpos + int64(done))
-		k := min(len(p)-done, room)
-		t.pieces[ch] = append(t.pieces[ch], piece{done, done + k})
-		done += k
-	}
-	for i := range t.s {
-		t.errs[i] = nil
-		if len(t.pieces[i]) == 0 || i == 0 {
-			continue
-		}
-		t.wg.Add(1)
-		go func() {
-			defer t.wg.Done()
-			t.errs[i] = t.writePieces(i, p)
-		}()
-	}
-	t.errs[0] = t.writePieces(0, p)
-	t.wg.Wait()
-	for _, err := range t.errs {
-		if err != nil {
-			// Some channels may have taken their blocks; the stream is
-			// out of step with the peer from here on, and the caller
-			// fails the operation.
-			return 0, err
-		}
+	t.split(t.wpos, len(p))
+	if err := t.each(p, t.writePieces); err != nil {
+		return 0, err
 	}
 	t.wpos += int64(len(p))
 	return len(p), nil

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -107,11 +106,18 @@ type Link struct {
 	Peer int
 	// Data is the data stream. It belongs to the one operation in flight.
 	Data Stream
+	// Lane is the link's lane stream, when it has lanes (QUICMesh.OpenLanes):
+	// TCP connections (with TLS, or plaintext) beside the QUIC connection,
+	// striped when there are several. Nil otherwise. Like Data, it belongs
+	// to the one operation in flight that uses it.
+	Lane Stream
 
 	raw    rawConn
-	extra  []rawConn    // channels 1..K-1, when the data stream is striped over K connections
-	tcp    *net.TCPConn // the data stream, when moved onto TCP (UseTCP)
-	ctrlMu sync.Mutex   // serialises writes on the control stream
+	extra  []rawConn   // channels 1..K-1, when the data stream is striped over K connections
+	laneMu sync.Mutex  // guards lanes and torn
+	lanes  []*laneConn // the connections under Lane
+	torn   bool        // Teardown ran
+	ctrlMu sync.Mutex  // serialises writes on the control stream
 	enc    *wire.Encoder
 	done   chan struct{} // closed when the control reader stops
 	once   sync.Once
@@ -161,36 +167,33 @@ func (l *Link) SendAbort(a *wire.Abort) error {
 	return err
 }
 
-// Interrupt makes blocked and future data-stream calls fail at once.
-func (l *Link) Interrupt() {
-	now := time.Now()
-	_ = l.Data.SetReadDeadline(now)
-	_ = l.Data.SetWriteDeadline(now)
-}
+// Interrupt makes blocked and future calls on the data and lane streams
+// fail at once.
+func (l *Link) Interrupt() { l.setDeadlines(time.Now()) }
 
 // Resume clears the deadlines that Interrupt or an operation set.
-func (l *Link) Resume() {
-	_ = l.Data.SetReadDeadline(time.Time{})
-	_ = l.Data.SetWriteDeadline(time.Time{})
-}
+func (l *Link) Resume() { l.setDeadlines(time.Time{}) }
 
-// UseTCP moves the link's data stream onto conn, a TCP connection to the
-// same peer that the caller has authenticated (over this link). The QUIC
-// data stream stays open but idle; the control stream is unchanged.
-// Call it before the data stream carries anything. CloseWrite and
-// Teardown end conn too.
-func (l *Link) UseTCP(conn *net.TCPConn) {
-	l.tcp = conn
-	l.Data = conn
+func (l *Link) setDeadlines(t time.Time) {
+	_ = l.Data.SetReadDeadline(t)
+	_ = l.Data.SetWriteDeadline(t)
+	l.laneMu.Lock()
+	for _, c := range l.lanes {
+		_ = c.SetReadDeadline(t)
+		_ = c.SetWriteDeadline(t)
+	}
+	l.laneMu.Unlock()
 }
 
 // CloseWrite ends both streams in an orderly way: the peer reads everything
 // sent so far, then end of stream.
 func (l *Link) CloseWrite() {
 	l.ctrlMu.Lock()
-	if l.tcp != nil {
-		_ = l.tcp.CloseWrite()
+	l.laneMu.Lock()
+	for _, c := range l.lanes {
+		c.closeWrite()
 	}
+	l.laneMu.Unlock()
 	l.raw.closeWrite()
 	for _, r := range l.extra {
 		r.closeWrite()
@@ -201,9 +204,12 @@ func (l *Link) CloseWrite() {
 // Teardown closes the connection at once.
 func (l *Link) Teardown(code wire.Code, reason string) {
 	l.once.Do(func() {
-		if l.tcp != nil {
-			_ = l.tcp.Close()
+		l.laneMu.Lock()
+		l.torn = true
+		for _, c := range l.lanes {
+			_ = c.Close()
 		}
+		l.laneMu.Unlock()
 		l.raw.teardown(code, reason)
 		for _, r := range l.extra {
 			r.teardown(code, reason)

@@ -21,3 +21,13 @@ func Index(r, k, m int) int {
 	}
 	return k
 }
+
+// Nested is which of outer·inner calls goes k-th in round r, when the
+// calls come in outer groups of inner (call g·inner+j is member j of group
+// g): the groups take turns as Index orders outer calls, and within each
+// group its members as Index orders inner calls. Calibration times three
+// schedules on each of two data paths this way: a schedule follows each
+// other schedule of its path equally often, and the paths alternate.
+func Nested(r, k, outer, inner int) int {
+	return Index(r, k/inner, outer)*inner + Index(r, k%inner, inner)
+}

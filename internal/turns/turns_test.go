@@ -35,3 +35,29 @@ func TestIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestNested: every round is a permutation of all the calls, the groups
+// stay together, and within a group the members take turns as Index says.
+func TestNested(t *testing.T) {
+	for outer := 1; outer <= 3; outer++ {
+		for inner := 1; inner <= 3; inner++ {
+			n := outer * inner
+			for r := range 8 {
+				seen := make([]bool, n)
+				for k := range n {
+					i := Nested(r, k, outer, inner)
+					if i < 0 || i >= n || seen[i] {
+						t.Fatalf("%dx%d round %d: not a permutation", outer, inner, r)
+					}
+					seen[i] = true
+					if g := i / inner; g != Index(r, k/inner, outer) {
+						t.Fatalf("%dx%d round %d: call %d of group %d went in the turn of group %d", outer, inner, r, i, g, Index(r, k/inner, outer))
+					}
+					if j := i % inner; j != Index(r, k%inner, inner) {
+						t.Fatalf("%dx%d round %d: member %d went %d-th in its group", outer, inner, r, j, k%inner)
+					}
+				}
+			}
+		}
+	}
+}

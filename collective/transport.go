@@ -1,0 +1,237 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ringo-ml/ringo/internal/transport"
+)
+
+// Transport selects how a communicator made by New or Join moves tensor
+// data between its ranks.
+type Transport uint8
+
+const (
+	// TransportAuto uses shared memory when every rank of the group is on
+	// this host (found by trying: each rank maps the others' segments).
+	// Otherwise every byte is encrypted: each call goes over TLS lanes or
+	// over QUIC, whichever the costs measured at creation say is faster
+	// for its operation and size (see Calibrate and Explain). The
+	// default.
+	TransportAuto Transport = iota
+	// TransportQUIC moves all data over the QUIC links.
+	TransportQUIC
+	// TransportShm requires shared memory: New fails when some rank
+	// cannot map the others' segments.
+	TransportShm
+	// TransportTCP moves tensor data over plaintext TCP lanes that each
+	// QUIC link authenticates when it is made (a token exchange over the
+	// link); control frames stay on QUIC. Not encrypted: for trusted
+	// networks only. Never chosen by Auto.
+	TransportTCP
+	// TransportTLS moves tensor data over TLS lanes: TCP connections with
+	// TLS 1.3, mutually authenticated and pinned exactly as the QUIC links
+	// are (the member's name, its pinned certificate, the group's CA),
+	// beside each QUIC link, which keeps the control frames. Encrypted,
+	// and several times faster per core than QUIC for bulk data.
+	TransportTLS
+)
+
+func (t Transport) String() string {
+	switch t {
+	case TransportAuto:
+		return "auto"
+	case TransportQUIC:
+		return "quic"
+	case TransportShm:
+		return "shm"
+	case TransportTCP:
+		return "tcp"
+	case TransportTLS:
+		return "tls"
+	}
+	return fmt.Sprintf("Transport(%d)", uint8(t))
+}
+
+// ParseTransport reads a transport's name: auto, quic, shm, tcp or tls.
+func ParseTransport(s string) (Transport, error) {
+	for t := TransportAuto; t <= TransportTLS; t++ {
+		if t.String() == s {
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown transport %q (want auto, quic, shm, tcp or tls)", ErrInvalid, s)
+}
+
+// dataPath is which stream of its links an operation's frames take.
+type dataPath uint8
+
+const (
+	onLanes dataPath = iota // the lane stream: TLS (or plaintext TCP) connections
+	onQUIC                  // the QUIC data stream (striped over Channels connections)
+	numPaths
+)
+
+// laneSecurity is the lanes a communicator's mesh needs for its setting.
+func (t Transport) laneSecurity() transport.LaneSecurity {
+	switch t {
+	case TransportAuto, TransportTLS:
+		return transport.LanesTLS
+	case TransportTCP:
+		return transport.LanesPlain
+	}
+	return transport.LanesOff
+}
+
+// transportOf names what carries a path's bytes on this communicator.
+func (c *Communicator) transportOf(p dataPath) Transport {
+	if p == onQUIC {
+		return TransportQUIC
+	}
+	if c.transport == TransportTCP {
+		return TransportTCP
+	}
+	return TransportTLS
+}
+
+// pathFor maps a call's requested transport onto one of this
+// communicator's paths; ok is false when it has none of that kind.
+func (c *Communicator) pathFor(t Transport) (dataPath, bool) {
+	for _, p := range c.paths {
+		if c.transportOf(p) == t {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+// Over runs the call over transport t (TransportTLS, TransportQUIC or
+// TransportTCP) instead of the one Auto would pick; the communicator must
+// have that data path (a communicator with TransportAuto between hosts
+// has both TLS lanes and QUIC). Every rank must make the same choice: the
+// frames of ranks that disagree travel on different connections, and the
+// call fails at its deadline. For benchmarks and tests; Auto's choice is
+// measured on the links.
+func Over(t Transport) CallOption { return CallOption{over: t} }
+
+// callOver is the transport the options ask for (TransportAuto: none).
+func callOver(opts []CallOption) Transport {
+	for _, o := range opts {
+		if o.over != TransportAuto {
+			return o.over
+		}
+	}
+	return TransportAuto
+}
+
+// lanes is what a communicator's mesh supports of lanes: nil for
+// in-process meshes.
+type laneMesh interface {
+	ListenLanes(cfg transport.LaneConfig) error
+	OpenLanes(ctx context.Context, l *transport.Link) error
+	LaneAddr() string
+}
+
+// listenLanes starts this rank's lane listener; from then on every link
+// made gets lanes (ensureLink).
+func (c *Communicator) listenLanes() error {
+	lm, ok := c.mesh.(laneMesh)
+	if !ok {
+		return fmt.Errorf("collective: %w: this communicator's links cannot have lanes", ErrInvalid)
+	}
+	if err := lm.ListenLanes(transport.LaneConfig{Security: c.transport.laneSecurity(), Count: c.laneCount,
+		Advertise: c.laneAdvertise, Logger: c.log}); err != nil {
+		return fmt.Errorf("collective: %w", err)
+	}
+	c.lanesOn = true
+	if c.transport == TransportTCP {
+		c.log.Warn("collective: tensor data moves over plaintext TCP: authenticated at connect, not encrypted; use it only on a trusted network",
+			"listen", lm.LaneAddr())
+	}
+	return nil
+}
+
+// openLanes gives every link made so far its lanes and their workers:
+// both ends of every link at once (every rank calls it at the same point
+// of its set-up, so no rank waits on a peer busy elsewhere).
+func (c *Communicator) openLanes(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, c.world)
+	for p, l := range c.links {
+		if l != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[p] = c.laneWorkers(ctx, l)
+			}()
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// laneWorkers opens link l's lanes and starts their workers.
+func (c *Communicator) laneWorkers(ctx context.Context, l *transport.Link) error {
+	lm := c.mesh.(laneMesh)
+	if err := lm.OpenLanes(ctx, l); err != nil {
+		return fmt.Errorf("collective: %w", err)
+	}
+	c.senders[onLanes][l.Peer], c.recvers[onLanes][l.Peer] = c.newWorker(l, l.Lane, true), c.newWorker(l, l.Lane, false)
+	return nil
+}
+
+// LaneAddr is the address of this rank's lane listener (TCP; open it in
+// firewalls beside the QUIC port) when its data moves over TLS or TCP
+// lanes, and "" otherwise.
+func (c *Communicator) LaneAddr() string {
+	if lm, ok := c.mesh.(laneMesh); ok && c.lanesOn {
+		return lm.LaneAddr()
+	}
+	return ""
+}
+
+// DataPath names how this communicator moves tensor data: "shared
+// memory", "in-process pipes", or the transports between hosts: "TLS
+// lanes", "QUIC", "TLS lanes or QUIC per call", "TCP", each with the
+// number of connections a link stripes over when it is more than one.
+func (c *Communicator) DataPath() string {
+	switch {
+	case c.inProc:
+		return "in-process pipes"
+	case c.shm != nil:
+		return "shared memory"
+	}
+	k, lanes := 1, 1
+	c.linkMu.Lock()
+	for _, l := range c.links {
+		if l != nil {
+			k = max(k, l.Channels())
+			lanes = max(lanes, l.Lanes())
+		}
+	}
+	c.linkMu.Unlock()
+	name := func(p dataPath) string {
+		switch {
+		case p == onQUIC && k > 1:
+			return fmt.Sprintf("QUIC (%d channels)", k)
+		case p == onQUIC:
+			return "QUIC"
+		case c.transport == TransportTCP && lanes > 1:
+			return fmt.Sprintf("TCP (%d lanes)", lanes)
+		case c.transport == TransportTCP:
+			return "TCP"
+		case lanes > 1:
+			return fmt.Sprintf("TLS lanes (%d per link)", lanes)
+		}
+		return "TLS lanes"
+	}
+	if len(c.paths) == 2 {
+		return name(c.paths[0]) + " or " + name(c.paths[1]) + " per call"
+	}
+	if len(c.paths) == 1 {
+		return name(c.paths[0])
+	}
+	return "none"
+}
