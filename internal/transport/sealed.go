@@ -1,8 +1,6 @@
 package transport
 
 import (
-	"os"
-	"strconv"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -58,10 +56,10 @@ const (
 	sealedLabel     = "EXPORTER-ringo-lane-v1"
 	sealedHeader    = 4
 	sealedTag       = 16
-	sealedMaxRecordX = 256 << 10 // plaintext bytes per record
+	sealedMaxRecord = 256 << 10 // plaintext bytes per record
 	// sealedReadBuf holds a few records of ciphertext, so that one read
 	// of the socket takes several when the sender is ahead.
-	sealedReadBuf = 4 * (sealedHeader + 256<<10 + sealedTag)
+	sealedReadBuf = 4 * (sealedHeader + sealedMaxRecord + sealedTag)
 )
 
 // sealedRekeyBytes is how much plaintext one key protects in each
@@ -305,9 +303,3 @@ func (s *sealedConn) fill(n int) error {
 	return nil
 }
 
-var sealedMaxRecord = func() int {
-	if v, err := strconv.Atoi(os.Getenv("XREC")); err == nil {
-		return v << 10
-	}
-	return 256 << 10
-}()
