@@ -56,9 +56,9 @@ func callSched(opts []CallOption) string {
 type Costs struct {
 	// Transport is the data path the figures were measured on.
 	Transport Transport
-	Alpha time.Duration // latency of one dependent step (a ring Barrier's step)
-	Beta  float64       // seconds per byte moved over a link
-	Gamma float64       // seconds per byte reduced
+	Alpha     time.Duration // latency of one dependent step (a ring Barrier's step)
+	Beta      float64       // seconds per byte moved over a link
+	Gamma     float64       // seconds per byte reduced
 	// AllReduce holds, per AllReduce schedule (ring, recursive doubling,
 	// double binary tree), the line T(N) = Fixed + PerByte·N through two
 	// timed runs (4 KiB and 256 KiB): each schedule's real costs (how its

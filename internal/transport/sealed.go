@@ -302,4 +302,3 @@ func (s *sealedConn) fill(n int) error {
 	}
 	return nil
 }
-
