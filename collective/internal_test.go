@@ -85,6 +85,14 @@ func TestZeroAllocs(t *testing.T) {
 // certificates (no CA), with transport t.
 func pinnedGroup(t *testing.T, n int, tr Transport) []*Communicator {
 	t.Helper()
+	return pinnedGroupWith(t, n, nil, func(r int, cfg *Config) { cfg.Transport = tr })
+}
+
+// pinnedGroupWith is pinnedGroup with the Ring algorithm unless mod
+// changes it: members, once made (their addresses on their sockets), go
+// through place, and each rank's Config through mod.
+func pinnedGroupWith(t *testing.T, n int, place func(members []Member, conns []*net.UDPConn), mod func(r int, cfg *Config)) []*Communicator {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	members := make([]Member, n)
@@ -104,6 +112,9 @@ func pinnedGroup(t *testing.T, n int, tr Transport) []*Communicator {
 		certs[r] = cert
 		members[r] = Member{Addr: conn.LocalAddr().String(), Name: name, CertSHA256: sum[:]}
 	}
+	if place != nil {
+		place(members, conns)
+	}
 	comms := make([]*Communicator, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -111,9 +122,12 @@ func pinnedGroup(t *testing.T, n int, tr Transport) []*Communicator {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			comms[r], errs[r] = New(ctx, Config{View: View{Group: "pinned", Rank: r, Members: members},
-				TLS: &tls.Config{Certificates: []tls.Certificate{certs[r]}}, Conn: conns[r],
-				Algorithm: Ring, Transport: tr})
+			cfg := Config{View: View{Group: "pinned", Rank: r, Members: members},
+				TLS: &tls.Config{Certificates: []tls.Certificate{certs[r]}}, Conn: conns[r], Algorithm: Ring}
+			if mod != nil {
+				mod(r, &cfg)
+			}
+			comms[r], errs[r] = New(ctx, cfg)
 		}()
 	}
 	wg.Wait()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringo-ml/ringo/internal/reduce"
+	"github.com/ringo-ml/ringo/internal/transport"
 	"github.com/ringo-ml/ringo/internal/wire"
 )
 
@@ -374,7 +375,9 @@ func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
 			c.poison(err, code, reason)
 			return &OpError{Rank: c.rank, Call: call, Err: err}
 		}
-	case errors.As(err, &fe) && errors.Is(err, wire.ErrMalformed):
+	case errors.As(err, &fe) && (errors.Is(err, wire.ErrMalformed) || errors.Is(err, transport.ErrLaneIntegrity)):
+		// A malformed frame, or a lane record whose bytes were altered on
+		// the way: the error names the link it arrived on.
 		code = wire.CodeProtocol
 		err = fmt.Errorf("%w: %w", ErrProtocol, err)
 	case errors.As(err, &fe):

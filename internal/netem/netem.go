@@ -66,6 +66,9 @@ type Config struct {
 	// Seed seeds the generator that Loss and Jitter draw from. Runs with
 	// the same seed and the same arrivals make the same choices.
 	Seed int64
+	// Tap, when set, sees every datagram as it arrives, before any
+	// impairment: toTarget says its direction. It must not keep b.
+	Tap func(toTarget bool, b []byte) `json:"-"`
 }
 
 // Validate reports what is wrong with c, if anything.
@@ -339,6 +342,9 @@ func (r *Relay) submit(dir int, f *flow, data []byte) {
 		return
 	}
 	cfg := r.cfg
+	if cfg.Tap != nil {
+		cfg.Tap(dir == up, data)
+	}
 	if cfg.Drop || (cfg.Loss > 0 && r.rng.Float64() < cfg.Loss) {
 		r.stats.Dropped++
 		r.mu.Unlock()

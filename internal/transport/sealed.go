@@ -133,6 +133,7 @@ func (d *sealDir) rekey() error {
 // come from another, and is serialised with Write.
 type sealedConn struct {
 	tcp *net.TCPConn
+	src io.Reader // what records are read from: tcp (tests: captured bytes)
 
 	wmu  sync.Mutex
 	w    sealDir
@@ -158,7 +159,7 @@ func newSealedConn(tc *net.TCPConn, cs tls.ConnectionState, dialer bool) (*seale
 	if !dialer {
 		out, in = in, out
 	}
-	s := &sealedConn{tcp: tc, out: make([]byte, sealedHeader+sealedMaxRecord+sealedTag), in: make([]byte, sealedReadBuf)}
+	s := &sealedConn{tcp: tc, src: tc, out: make([]byte, sealedHeader+sealedMaxRecord+sealedTag), in: make([]byte, sealedReadBuf)}
 	if err := s.w.init(out); err != nil {
 		return nil, err
 	}
@@ -282,7 +283,7 @@ func (s *sealedConn) fill(n int) error {
 			s.rend = copy(s.in, s.in[s.rpos:s.rend])
 			s.rpos = 0
 		}
-		k, err := s.tcp.Read(s.in[s.rend:])
+		k, err := s.src.Read(s.in[s.rend:])
 		s.rend += k
 		if err != nil {
 			if s.rend-s.rpos >= n {
