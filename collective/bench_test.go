@@ -15,14 +15,15 @@ import (
 const benchWorld = 4
 
 // BenchmarkAllReduce measures a float32 sum AllReduce of 4 goroutine ranks,
-// in-process and over QUIC on loopback. The bytes per op are the tensor's
+// in-process, over QUIC, TLS lanes (one per link, and two) and TCP on
+// loopback, and through shared memory. The bytes per op are the tensor's
 // size (algbw); busbw is 2(n-1)/n times that. Allocations per op are summed
 // over all ranks.
 func BenchmarkAllReduce(b *testing.B) {
 	for _, tr := range []struct {
 		name  string
 		start starter
-	}{{"inproc", launch.InProc}, {"quic", quicOnly}, {"shm", shmOnly}} {
+	}{{"inproc", launch.InProc}, {"quic", quicOnly}, {"tls", tlsOnly}, {"tls2", tls2Only}, {"tcp", tcpOnly}, {"shm", shmOnly}} {
 		for _, size := range []int{4 << 10, 1 << 20, 16 << 20} {
 			b.Run(fmt.Sprintf("%s/%dKiB", tr.name, size>>10), func(b *testing.B) {
 				ctx := context.Background()

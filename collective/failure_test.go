@@ -14,7 +14,7 @@ import (
 
 type starter func(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error)
 
-var transports = map[string]starter{"inproc": launch.InProc, "quic": quicOnly, "shm": shmOnly, "tcp": tcpOnly}
+var transports = map[string]starter{"inproc": launch.InProc, "quic": quicOnly, "shm": shmOnly, "tcp": tcpOnly, "tls": tlsOnly}
 
 // quicOnly starts a QUIC group whose data moves over QUIC although every
 // rank is on this host.
@@ -27,6 +27,18 @@ func quicOnly(ctx context.Context, n int, cfg collective.Config) (*launch.Group,
 func tcpOnly(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
 	cfg.Transport = collective.TransportTCP
 	return launch.QUIC(ctx, n, cfg)
+}
+
+// tlsOnly starts a group whose data moves over TLS lanes.
+func tlsOnly(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
+	cfg.Transport = collective.TransportTLS
+	return launch.QUIC(ctx, n, cfg)
+}
+
+// tls2Only is tlsOnly with two lanes per link.
+func tls2Only(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
+	cfg.Channels = 2
+	return tlsOnly(ctx, n, cfg)
 }
 
 // shmOnly starts a QUIC group whose data moves through shared memory.

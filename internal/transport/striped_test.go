@@ -24,6 +24,8 @@ func TestStripedPipes(t *testing.T) {
 		ws, rs, raw = append(ws, a), append(rs, b), append(raw, b)
 	}
 	w, r := newStriped(ws), newStriped(rs)
+	defer w.stop()
+	defer r.stop()
 	rng := rand.New(rand.NewPCG(3, 4))
 	data := make([]byte, 9*StripeBytes+777)
 	for i := range data {

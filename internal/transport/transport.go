@@ -214,6 +214,11 @@ func (l *Link) Teardown(code wire.Code, reason string) {
 		for _, r := range l.extra {
 			r.teardown(code, reason)
 		}
+		for _, s := range []Stream{l.Data, l.Lane} {
+			if st, ok := s.(*striped); ok {
+				st.stop()
+			}
+		}
 	})
 }
 
