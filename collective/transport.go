@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/ringo-ml/ringo/internal/transport"
@@ -130,7 +131,7 @@ func callOver(opts []CallOption) Transport {
 // in-process meshes.
 type laneMesh interface {
 	ListenLanes(cfg transport.LaneConfig) error
-	OpenLanes(ctx context.Context, l *transport.Link) error
+	OpenLanes(ctx context.Context, l *transport.Link, in io.Reader) error
 	LaneAddr() string
 }
 
@@ -175,7 +176,13 @@ func (c *Communicator) openLanes(ctx context.Context) error {
 // laneWorkers opens link l's lanes and starts their workers.
 func (c *Communicator) laneWorkers(ctx context.Context, l *transport.Link) error {
 	lm := c.mesh.(laneMesh)
-	if err := lm.OpenLanes(ctx, l); err != nil {
+	// The QUIC data stream's receive worker, where there is one, buffers
+	// the stream: the peer's side of the exchange may be in its buffer.
+	var in io.Reader
+	if w := c.recvers[onQUIC][l.Peer]; w != nil {
+		in = w.in
+	}
+	if err := lm.OpenLanes(ctx, l, in); err != nil {
 		return fmt.Errorf("collective: %w", err)
 	}
 	c.senders[onLanes][l.Peer], c.recvers[onLanes][l.Peer] = c.newWorker(l, l.Lane, true), c.newWorker(l, l.Lane, false)

@@ -107,6 +107,7 @@ type config struct {
 	root     int
 	algo     collective.Algorithm
 	compare  bool // -algo compare: ring, tree and auto side by side
+	tcompare bool // -transport compare: TLS lanes, QUIC and auto side by side
 	reg      bool // -reg: buffers from Communicator.AllocFloat32/64
 	tport    collective.Transport
 	cpuProf  string // each launched rank writes its CPU profile to cpuProf.rankN
@@ -314,7 +315,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.Var(choiceFlag{&algo, algoNames, nil}, "algo", "algorithm `ALGO`: auto (collective picks per call), ring or tree (ops without a tree schedule run the ring), or compare (ring, tree and auto in turns within each size, a row each, with auto's ratios below the table)")
 	var tport string
 	fs.StringVar(&cfg.cpuProf, "cpuprofile", "", "each launched rank writes a CPU profile of its sweep to `PREFIX`.rankN (go tool pprof)")
-	fs.StringVar(&tport, "transport", "auto", "data path `T`: auto (shared memory when every rank is on this host, else QUIC), quic, shm, tcp (authenticated, not encrypted: trusted networks only) or inproc (same as -inproc)")
+	fs.StringVar(&tport, "transport", "auto", "data path `T`: auto (shared memory when every rank is on this host, else TLS lanes or QUIC per call, whichever was measured faster), tls, quic, shm, tcp (authenticated, not encrypted: trusted networks only), inproc (same as -inproc), or compare (tls, quic and auto in turns within each size, a row each, with auto's ratios below the table; ranks on separate hosts)")
 	fs.IntVar(&cfg.iters, "n", cfg.iters, "timed `iterations` per size")
 	fs.IntVar(&cfg.warmup, "w", cfg.warmup, "warm-up `iterations` per size (not timed)")
 	fs.Var(boolValue{&cfg.check}, "c", "check results on known inputs after timing each size: `1|0`")
@@ -360,8 +361,16 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	cfg.compare = algoNames[algo] == "compare"
 	if tport == "inproc" {
 		cfg.inproc = true
+	} else if tport == "compare" {
+		cfg.tcompare, cfg.tport = true, collective.TransportAuto
+		if cfg.compare {
+			return nil, usagef("-transport compare and -algo compare: compare one at a time")
+		}
+		if cfg.inproc {
+			return nil, usagef("-transport compare contradicts -inproc")
+		}
 	} else if t, err := collective.ParseTransport(tport); err != nil {
-		return nil, usagef("-transport %q: want auto, quic, shm, tcp or inproc", tport)
+		return nil, usagef("-transport %q: want auto, tls, quic, shm, tcp, inproc or compare", tport)
 	} else if cfg.inproc && t != collective.TransportAuto {
 		return nil, usagef("-transport %s contradicts -inproc", tport)
 	} else {
@@ -505,7 +514,9 @@ func (cfg *config) flagLine() string {
 	fmt.Fprintf(&b, " -op %s -b %s -e %s -f %d -t %s -o %s -root %d -algo %s -n %d -w %d -c %s -chunk %s",
 		cfg.op, formatSize(cfg.minBytes), formatSize(cfg.maxBytes), cfg.factor, cfg.dt, cfg.redop,
 		cfg.root, cfg.algoName(), cfg.iters, cfg.warmup, boolValue{&cfg.check}, formatSize(cfg.chunk))
-	if !cfg.inproc {
+	if cfg.tcompare {
+		b.WriteString(" -transport compare")
+	} else if !cfg.inproc {
 		fmt.Fprintf(&b, " -transport %s", cfg.tport)
 	}
 	if cfg.channels != 0 {

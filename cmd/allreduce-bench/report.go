@@ -80,6 +80,9 @@ func algoText(cfg *config) string {
 	if cfg.compare {
 		return "compare (ring, tree and auto take turns within each size: a row each, the last column says which; auto's ratios below the table)"
 	}
+	if cfg.tcompare {
+		return "auto on each transport (-transport compare: tls, quic and auto take turns within each size: a row each, the last column says which; auto's ratios below the table)"
+	}
 	switch cfg.algo {
 	case collective.Ring:
 		return "ring"
@@ -159,6 +162,39 @@ func (r *report) row(res rowResult) {
 	fmt.Fprintln(r.w, formatRow(res))
 }
 
+// transportSummary writes, for -transport compare, each size's auto time
+// over the faster of TLS lanes and QUIC and over each, and what auto ran.
+func (r *report) transportSummary() {
+	k := len(transportsCompared)
+	fmt.Fprintf(r.w, "# auto ÷ best of tls and quic, auto ÷ tls, auto ÷ quic (same run; 1.00 = as fast):\n")
+	for i := 0; i+k <= len(r.rows); i += k {
+		t := map[string]float64{}
+		var auto rowResult
+		for _, row := range r.rows[i : i+k] {
+			t[row.Requested] = row.TimeUS
+			if row.Requested == "auto" {
+				auto = row
+			}
+		}
+		best := min(t["tls"], t["quic"])
+		if best <= 0 {
+			continue
+		}
+		fmt.Fprintf(r.w, "#   %12d B: auto ÷ best %.2f, ÷ tls %.2f, ÷ quic %.2f (auto ran %s)\n",
+			auto.Size, t["auto"]/best, t["auto"]/t["tls"], t["auto"]/t["quic"], auto.what())
+	}
+}
+
+// what names what ran a row: its algorithm, over its transport where the
+// data crossed a network.
+func (row rowResult) what() string {
+	switch row.Transport {
+	case "tls", "quic", "tcp":
+		return row.Algorithm + " over " + row.Transport
+	}
+	return row.Algorithm
+}
+
 // compareSummary writes, for -algo compare, each size's auto time over
 // the faster of ring and tree and over the ring, and what auto ran.
 func (r *report) compareSummary() {
@@ -177,7 +213,7 @@ func (r *report) compareSummary() {
 			continue
 		}
 		fmt.Fprintf(r.w, "#   %12d B: auto ÷ best %.2f, auto ÷ ring %.2f (auto ran %s)\n",
-			auto.Size, t["auto"]/best, t["auto"]/t["ring"], auto.Algorithm)
+			auto.Size, t["auto"]/best, t["auto"]/t["ring"], auto.what())
 	}
 }
 
@@ -193,20 +229,21 @@ func (r *report) avgBusBW() float64 {
 	return s / float64(len(r.rows))
 }
 
-// algoSummary says which algorithm ran each size, as ranges of sizes
-// that used the same one: "4096..65536 recursive doubling, 262144 ring".
+// algoSummary says which algorithm (and, between hosts, transport) ran
+// each size, as ranges of sizes that used the same: "4096..65536
+// recursive doubling over tls, 262144 ring over tls".
 func (r *report) algoSummary() string {
 	var parts []string
 	for i := 0; i < len(r.rows); {
 		j := i
-		for j+1 < len(r.rows) && r.rows[j+1].Algorithm == r.rows[i].Algorithm {
+		for j+1 < len(r.rows) && r.rows[j+1].what() == r.rows[i].what() {
 			j++
 		}
 		span := fmt.Sprint(r.rows[i].Size)
 		if j > i {
 			span += ".." + fmt.Sprint(r.rows[j].Size)
 		}
-		parts = append(parts, span+" "+r.rows[i].Algorithm)
+		parts = append(parts, span+" "+r.rows[i].what())
 		i = j + 1
 	}
 	return strings.Join(parts, ", ")
@@ -215,6 +252,8 @@ func (r *report) algoSummary() string {
 func (r *report) finish(wrong int64) {
 	if r.cfg.compare {
 		r.compareSummary()
+	} else if r.cfg.tcompare {
+		r.transportSummary()
 	} else if len(r.rows) > 0 {
 		fmt.Fprintf(r.w, "# Algorithm by size (B): %s\n", r.algoSummary())
 		// One line per size, or per run of sizes with the same reason

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ringo-ml/ringo/collective"
@@ -105,10 +106,13 @@ type rowResult struct {
 	// Algorithm is the schedule collective ran, as Explain names it:
 	// "ring", "recursive doubling", "double binary tree", "binomial tree".
 	Algorithm string `json:"algorithm"`
+	// Transport is what carried the calls, as Explain says: "tls",
+	// "quic", "tcp" or "shm"; empty for in-process pipes.
+	Transport string `json:"transport,omitempty"`
 	// Reason is why: the cost model's estimates compared, or "forced".
 	Reason string `json:"reason"`
-	// Requested is what -algo compare asked for on this row: ring, tree
-	// or auto; empty otherwise.
+	// Requested is what -algo compare or -transport compare asked for on
+	// this row: ring, tree or auto; tls, quic or auto; empty otherwise.
 	Requested string `json:"requested,omitempty"`
 }
 
@@ -136,6 +140,9 @@ func runRank(ctx context.Context, cfg *config, comm *collective.Communicator, re
 }
 
 func sweep[T float](ctx context.Context, r *rankRun) (int64, error) {
+	if r.cfg.tcompare && !strings.Contains(r.comm.DataPath(), " or ") {
+		return 0, fmt.Errorf("-transport compare needs the TLS lanes and QUIC paths of ranks on separate hosts, and these move data over %s; run each rank on a host (or network namespace) of its own: cmd/allreduce-bench/netns.sh", r.comm.DataPath())
+	}
 	rows := sweepRows(r.cfg, r.comm.Size())
 	src, dst := sweepBuffers[T](r, rows)
 	var wrongTotal int64
@@ -151,6 +158,8 @@ func sweep[T float](ctx context.Context, r *rankRun) (int64, error) {
 		algs := configured
 		if r.cfg.compare {
 			algs = compared
+		} else if r.cfg.tcompare {
+			algs = transportsCompared
 		}
 		results, err := measure(ctx, r, row, src, dst, algs)
 		if err != nil {
@@ -227,6 +236,14 @@ const compareTurns = 5
 var compared = []algChoice{
 	{"ring", []collective.CallOption{collective.Using(collective.Ring)}},
 	{"tree", []collective.CallOption{collective.Using(collective.Tree)}},
+	{"auto", nil},
+}
+
+// transportsCompared is what -transport compare times: each encrypted
+// data path forced (the algorithm still Auto's choice on it), and auto.
+var transportsCompared = []algChoice{
+	{"tls", []collective.CallOption{collective.Over(collective.TransportTLS)}},
+	{"quic", []collective.CallOption{collective.Over(collective.TransportQUIC)}},
 	{"auto", nil},
 }
 
@@ -316,6 +333,9 @@ func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T
 		res.Algorithm = "?"
 		if ch, err := r.comm.Explain(cfg.op.String(), int(cfg.dt.size()), int(row.count), a.opts...); err == nil {
 			res.Algorithm, res.Reason = ch.Name, ch.Reason
+			if ch.Transport != collective.TransportAuto {
+				res.Transport = ch.Transport.String()
+			}
 		}
 		if stat[i] > 0 {
 			res.AlgBW = float64(row.bytes) / stat[i] / 1e9

@@ -373,11 +373,13 @@ func (w *laneWait) closeAll() {
 	}
 }
 
-// OpenLanes gives link l its lanes. Both ends call it, before the link's
-// data stream carries anything else; each waits for the other until ctx
-// is done (and at most the handshake timeout). The data stream then
-// carries nothing; frames move on l.Lane.
-func (m *QUICMesh) OpenLanes(ctx context.Context, l *Link) error {
+// OpenLanes gives link l its lanes. Both ends call it at the same point
+// of the link's data stream, between operations; each waits for the
+// other until ctx is done (and at most the handshake timeout). in reads
+// the data stream: nil for l.Data itself, or the reader that already
+// buffers it (bytes it read ahead are the stream's next ones: the peer's
+// request may be among them). Afterwards frames may move on l.Lane.
+func (m *QUICMesh) OpenLanes(ctx context.Context, l *Link, in io.Reader) error {
 	lst := m.laneListener()
 	if lst == nil {
 		return fmt.Errorf("transport: rank %d has no lanes to open to rank %d", m.id.Rank, l.Peer)
@@ -395,10 +397,13 @@ func (m *QUICMesh) OpenLanes(ctx context.Context, l *Link) error {
 	defer l.Resume()
 	var conns []*laneConn
 	var err error
+	if in == nil {
+		in = l.Data
+	}
 	if m.id.Rank > l.Peer {
-		conns, err = m.offerLanes(ctx, lst, l)
+		conns, err = m.offerLanes(ctx, lst, l, in)
 	} else {
-		conns, err = m.dialLanes(ctx, lst, l)
+		conns, err = m.dialLanes(ctx, lst, l, in)
 	}
 	if err == nil {
 		err = l.attachLanes(conns)
@@ -487,8 +492,8 @@ func readLaneOffer(r io.Reader) (o laneOffer, err error) {
 
 // offerLanes is the higher rank's half: read the request, offer, wait for
 // the lanes.
-func (m *QUICMesh) offerLanes(ctx context.Context, lst *laneListener, l *Link) ([]*laneConn, error) {
-	sec, want, err := readLaneRequest(l.Data)
+func (m *QUICMesh) offerLanes(ctx context.Context, lst *laneListener, l *Link, in io.Reader) ([]*laneConn, error) {
+	sec, want, err := readLaneRequest(in)
 	if err != nil {
 		return nil, fmt.Errorf("rank %d's request: %w", l.Peer, err)
 	}
@@ -545,12 +550,12 @@ func (m *QUICMesh) offerLanes(ctx context.Context, lst *laneListener, l *Link) (
 }
 
 // dialLanes is the lower rank's half: ask, read the offer, connect.
-func (m *QUICMesh) dialLanes(ctx context.Context, lst *laneListener, l *Link) (conns []*laneConn, err error) {
+func (m *QUICMesh) dialLanes(ctx context.Context, lst *laneListener, l *Link, in io.Reader) (conns []*laneConn, err error) {
 	sec := lst.sec
 	if _, err := l.Data.Write(appendLaneRequest(nil, sec, lst.count)); err != nil {
 		return nil, fmt.Errorf("asking for lanes: %w", err)
 	}
-	o, err := readLaneOffer(l.Data)
+	o, err := readLaneOffer(in)
 	if err != nil {
 		return nil, fmt.Errorf("rank %d's offer: %w", l.Peer, err)
 	}

@@ -79,7 +79,7 @@ func openLanes(t *testing.T, ctx context.Context, m [2]*QUICMesh) (links [2]*Lin
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[r] = m[r].OpenLanes(ctx, links[r])
+			errs[r] = m[r].OpenLanes(ctx, links[r], nil)
 		}()
 	}
 	wg.Wait()
