@@ -440,3 +440,74 @@ func netnsElasticKill(t *testing.T, settle string) killOutcome {
 	}
 	return out
 }
+
+// inNetnsOwnShm is inNetns with a /dev/shm of the process's own (a fresh
+// tmpfs in a mount namespace of its own): ranks in different namespaces
+// then cannot map each other's segments, as on different hosts.
+func inNetnsOwnShm(cmd *exec.Cmd, ns string) {
+	inner := append([]string{"unshare", "-m", "sh", "-c", `mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec "$0" "$@"`, cmd.Path}, cmd.Args[1:]...)
+	unshare, _ := exec.LookPath("unshare")
+	cmd.Path, cmd.Args = unshare, inner
+	inNetns(cmd, ns)
+}
+
+// TestNetnsTransports: four workers in four namespaces, each with a
+// /dev/shm of its own, so that nothing but the network joins them: the
+// default transport then has both encrypted paths, and -transport compare
+// times TLS lanes, QUIC and auto side by side at every size, every row
+// exact, with auto's ratios below the table.
+func TestNetnsTransports(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare(1) from util-linux for a /dev/shm per namespace")
+	}
+	l := newLab(t, 4)
+	w := newWorkers(t)
+	key := clusterKey(t)
+	var seeds []string
+	for i := range l.ns {
+		seeds = append(seeds, labAddr(i)+":7946")
+	}
+	file := t.TempDir() + "/rows.json"
+	sweep := []string{"-b", "1K", "-e", "1M", "-f", "32", "-n", "3", "-w", "1", "-transport", "compare"}
+	for i, ns := range l.ns {
+		args := append([]string{"-join", strings.Join(seeds, ","), "-bind", labAddr(i) + ":7946", "-world", "4",
+			"-data-bind", labAddr(i) + ":7000", "-rank", fmt.Sprint(i), "-json", file}, sweep...)
+		w.startWith(func(c *exec.Cmd) { inNetnsOwnShm(c, ns) }, []string{key}, args...)
+	}
+	w.wait(4 * time.Minute)
+	for i, p := range w.procs {
+		if p.err != nil {
+			t.Fatalf("worker %d: %v\n%s", i, p.err, w.dump())
+		}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep jsonReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK || len(rep.Rows) != 3*3 || !strings.Contains(rep.Transport, "TLS lanes or QUIC per call") {
+		t.Fatalf("ok %v, %d rows, transport %q", rep.OK, len(rep.Rows), rep.Transport)
+	}
+	for i, r := range rep.Rows {
+		want := transportsCompared[i%3].name
+		if r.Requested != want || r.Wrong == nil || *r.Wrong != 0 {
+			t.Errorf("row %d: %+v; want %s, exact", i, r, want)
+		}
+		if want != "auto" && r.Transport != want || want == "auto" && r.Transport != "tls" && r.Transport != "quic" {
+			t.Errorf("row %d asked for %s and ran over %q", i, want, r.Transport)
+		}
+	}
+	var table string
+	for _, p := range w.procs {
+		if s := p.stdout.String(); strings.Contains(s, "Avg bus bandwidth") {
+			table = s
+		}
+	}
+	if !strings.Contains(table, "# auto ÷ best of tls and quic") {
+		t.Errorf("no ratios below the table:\n%s", table)
+	}
+	t.Logf("\n%s", table)
+}
