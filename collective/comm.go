@@ -99,9 +99,10 @@ type Config struct {
 	// link has one connection, for control frames. At most 64.
 	Channels int
 
-	keepConn      bool   // Join reuses the socket for the next epoch
-	noShm         bool   // tests: act as if the ranks shared no host
-	laneAdvertise string // tests: the lane address peers dial (a relay)
+	keepConn      bool          // Join reuses the socket for the next epoch
+	noShm         bool          // tests: act as if the ranks shared no host
+	laneAdvertise string        // tests: the lane address peers dial (a relay)
+	laneTimeout   time.Duration // tests: LaneConfig.Timeout
 }
 
 // ErrProtocol: a peer sent a frame that breaks the protocol (malformed, or
@@ -133,6 +134,7 @@ type Communicator struct {
 	lanesOn       bool            // every link has lanes (TransportTLS, TransportTCP, or Auto between hosts)
 	laneCount     int             // lanes per link this rank offers
 	laneAdvertise string
+	laneTimeout   time.Duration
 
 	opMu  sync.Mutex // held for the whole of an operation
 	async asyncQueue // asynchronous operations, in issue order (async.go)
@@ -280,6 +282,7 @@ func newCommunicator(cfg *Config) *Communicator {
 		noShm:         cfg.noShm,
 		laneCount:     cfg.conns(),
 		laneAdvertise: cfg.laneAdvertise,
+		laneTimeout:   cfg.laneTimeout,
 		byes:          make(map[int]uint64),
 		echoed:        make(map[int]bool),
 		op:            &opState{},
@@ -462,10 +465,13 @@ func (c *Communicator) connect(ctx context.Context) error {
 		if err := c.listenLanes(); err != nil {
 			return err
 		}
-		if err := c.openLanes(ctx); err != nil {
+		up, err := c.openLanes(ctx)
+		if err != nil {
 			return err
 		}
-		c.paths = []dataPath{onLanes, onQUIC}
+		if up {
+			c.paths = []dataPath{onLanes, onQUIC}
+		}
 	}
 	if c.shm == nil && (c.algo == Auto || len(c.paths) > 1) {
 		if err := c.Calibrate(ctx); err != nil {

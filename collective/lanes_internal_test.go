@@ -399,3 +399,42 @@ func TestZeroAllocsTLS(t *testing.T) {
 	comms := pinnedGroup(t, 2, TransportTLS)
 	expectNoAllocs(t, comms, 1<<18, 200)
 }
+
+// TestLanesUnreachable: where lanes cannot be made (here rank 1 advertises
+// a lane address where nothing listens), TransportAuto goes on over QUIC
+// alone on every rank.
+func TestLanesUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := ln.Addr().String()
+	ln.Close()
+	comms := pinnedGroupWith(t, 3, nil, func(r int, cfg *Config) {
+		betweenHosts(Ring)(r, cfg)
+		cfg.laneTimeout = time.Second
+		if r == 1 {
+			cfg.laneAdvertise = nowhere
+		}
+	})
+	for r, c := range comms {
+		if got := c.DataPath(); got != "QUIC" || c.LaneAddr() != "" {
+			t.Fatalf("rank %d: %q, lanes at %q; want QUIC alone", r, got, c.LaneAddr())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	errs := onEveryRank(comms, func(r int, c *Communicator) error {
+		b := []float32{float32(r)}
+		if err := c.AllReduce(ctx, b, Sum); err != nil {
+			return err
+		}
+		if b[0] != 3 {
+			return fmt.Errorf("got %v", b[0])
+		}
+		return nil
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -131,6 +131,7 @@ func callOver(opts []CallOption) Transport {
 // in-process meshes.
 type laneMesh interface {
 	ListenLanes(cfg transport.LaneConfig) error
+	CloseLanes()
 	OpenLanes(ctx context.Context, l *transport.Link, in io.Reader) error
 	LaneAddr() string
 }
@@ -143,7 +144,7 @@ func (c *Communicator) listenLanes() error {
 		return fmt.Errorf("collective: %w: this communicator's links cannot have lanes", ErrInvalid)
 	}
 	if err := lm.ListenLanes(transport.LaneConfig{Security: c.transport.laneSecurity(), Count: c.laneCount,
-		Advertise: c.laneAdvertise, Logger: c.log}); err != nil {
+		Advertise: c.laneAdvertise, Logger: c.log, Timeout: c.laneTimeout}); err != nil {
 		return fmt.Errorf("collective: %w", err)
 	}
 	c.lanesOn = true
@@ -156,8 +157,13 @@ func (c *Communicator) listenLanes() error {
 
 // openLanes gives every link made so far its lanes and their workers:
 // both ends of every link at once (every rank calls it at the same point
-// of its set-up, so no rank waits on a peer busy elsewhere).
-func (c *Communicator) openLanes(ctx context.Context) error {
+// of its set-up, so no rank waits on a peer busy elsewhere). It reports
+// whether the lanes are up. With TransportAuto, lanes that cannot be made
+// (ErrLanesUnreachable: a firewall or port forward that passes only the
+// QUIC port's UDP) are not fatal: the ranks agree whether every link has
+// its lanes, and if one does not, every rank drops them and moves data
+// over QUIC alone, saying why in a warning.
+func (c *Communicator) openLanes(ctx context.Context) (bool, error) {
 	var wg sync.WaitGroup
 	errs := make([]error, c.world)
 	for p, l := range c.links {
@@ -170,7 +176,48 @@ func (c *Communicator) openLanes(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	var hard, unreachable error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case c.transport == TransportAuto && errors.Is(err, transport.ErrLanesUnreachable):
+			unreachable = err
+		default:
+			hard = errors.Join(hard, err)
+		}
+	}
+	if hard != nil {
+		return false, hard
+	}
+	if c.transport != TransportAuto {
+		return true, nil
+	}
+	up := []float64{1}
+	if unreachable != nil {
+		up[0] = 0
+	}
+	if err := c.AllReduce(ctx, up, Min, Using(Ring)); err != nil {
+		return false, fmt.Errorf("collective: agreeing whether the lanes are up: %w", err)
+	}
+	if up[0] == 1 {
+		return true, nil
+	}
+	why := "another rank could not make its lanes"
+	if unreachable != nil {
+		why = unreachable.Error()
+	}
+	c.log.Warn("collective: TLS lanes could not be made between some ranks; tensors move over QUIC alone (open the lane port, TCP, beside the QUIC port; or set Transport to TransportQUIC to skip trying)",
+		"err", why)
+	c.linkMu.Lock()
+	for _, l := range c.links {
+		if l != nil {
+			l.DropLanes()
+		}
+	}
+	c.linkMu.Unlock()
+	c.mesh.(laneMesh).CloseLanes()
+	c.lanesOn = false
+	return false, nil
 }
 
 // laneWorkers opens link l's lanes and starts their workers.

@@ -93,6 +93,10 @@ type LaneConfig struct {
 	// Logger receives a warning for each connection the listener drops;
 	// default slog.Default().
 	Logger *slog.Logger
+	// Timeout bounds the making of a link's lanes (OpenLanes) and each
+	// connection's authentication at the listener; default
+	// HandshakeTimeout.
+	Timeout time.Duration
 }
 
 // MaxLanes bounds LaneConfig.Count.
@@ -110,14 +114,12 @@ const (
 	laneReady = "RLNR"
 )
 
-// laneAuthTimeout bounds a lane's TLS handshake and token exchange, on
-// either side; a variable for tests.
-var laneAuthTimeout = HandshakeTimeout
 
 type laneToken = [laneTokenLen]byte
 
 // laneListener is a mesh's lane listener and the lanes it waits for.
 type laneListener struct {
+	timeout time.Duration // LaneConfig.Timeout
 	sec     LaneSecurity
 	count   int // lanes per link offered
 	ln      *net.TCPListener
@@ -166,7 +168,10 @@ func (m *QUICMesh) ListenLanes(lc LaneConfig) error {
 	if err != nil {
 		return fmt.Errorf("transport: lane listener on %s: %w", udp.IP, err)
 	}
-	l := &laneListener{sec: lc.Security, count: min(max(lc.Count, 1), MaxLanes), ln: ln, m: m, log: lc.Logger, admits: make(chan struct{}, laneMaxAdmits),
+	if lc.Timeout <= 0 {
+		lc.Timeout = HandshakeTimeout
+	}
+	l := &laneListener{timeout: lc.Timeout, sec: lc.Security, count: min(max(lc.Count, 1), MaxLanes), ln: ln, m: m, log: lc.Logger, admits: make(chan struct{}, laneMaxAdmits),
 		pending: make(map[laneToken]*laneWait), active: make(map[*net.TCPConn]struct{})}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -278,7 +283,7 @@ func (l *laneListener) isClosed() bool {
 // admit authenticates one connection and hands it to the offer it
 // belongs to; on error the caller closes it.
 func (l *laneListener) admit(tc *net.TCPConn) error {
-	deadline := time.Now().Add(laneAuthTimeout)
+	deadline := time.Now().Add(l.timeout)
 	_ = tc.SetDeadline(deadline)
 	peer := -1
 	lc := newLaneConn(tc)
@@ -387,7 +392,7 @@ func (m *QUICMesh) OpenLanes(ctx context.Context, l *Link, in io.Reader) error {
 	if l.Lane != nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, laneAuthTimeout)
+	ctx, cancel := context.WithTimeout(ctx, lst.timeout)
 	defer cancel()
 	dl, _ := ctx.Deadline()
 	_ = l.Data.SetReadDeadline(dl)
@@ -441,6 +446,13 @@ func readLaneRequest(r io.Reader) (sec LaneSecurity, count int, err error) {
 // ErrLaneProtocol reports a lane request or offer that breaks the
 // protocol.
 var ErrLaneProtocol = errors.New("lane protocol violation")
+
+// ErrLanesUnreachable reports lanes that could not be made after both
+// ends agreed on them: the connections did not arrive or did not
+// authenticate (a firewall that passes only the QUIC port's UDP, a port
+// forward for UDP only). The link's data stream is still in step: the
+// link works without lanes.
+var ErrLanesUnreachable = errors.New("lanes unreachable")
 
 // laneOffer is the listener's answer.
 type laneOffer struct {
@@ -538,7 +550,7 @@ func (m *QUICMesh) offerLanes(ctx context.Context, lst *laneListener, l *Link, i
 		lst.mu.Lock()
 		got := w.got
 		lst.mu.Unlock()
-		return nil, fmt.Errorf("rank %d connected %d of %d lanes: %w", l.Peer, got, o.count, context.Cause(ctx))
+		return nil, fmt.Errorf("%w: rank %d connected %d of %d lanes: %w", ErrLanesUnreachable, l.Peer, got, o.count, context.Cause(ctx))
 	case <-m.ctx.Done():
 		return nil, ErrMeshClosed
 	}
@@ -573,7 +585,7 @@ func (m *QUICMesh) dialLanes(ctx context.Context, lst *laneListener, l *Link, in
 	for i := range o.count {
 		c, err := m.dialLane(ctx, l.Peer, o, i)
 		if err != nil {
-			return conns, fmt.Errorf("lane %d of %d at %s: %w", i, o.count, o.addr, err)
+			return conns, fmt.Errorf("%w: lane %d of %d at %s: %w", ErrLanesUnreachable, i, o.count, o.addr, err)
 		}
 		conns = append(conns, c)
 	}
@@ -669,6 +681,32 @@ func (l *Link) attachLanes(conns []*laneConn) error {
 	st.parallelRead = conns[0].sealed != nil // decryption happens in Read
 	l.Lane = st
 	return nil
+}
+
+// DropLanes closes the link's lanes, if it has any; the link goes on
+// without them.
+func (l *Link) DropLanes() {
+	l.laneMu.Lock()
+	defer l.laneMu.Unlock()
+	for _, c := range l.lanes {
+		_ = c.Close()
+	}
+	if st, ok := l.Lane.(*striped); ok {
+		st.stop()
+	}
+	l.lanes, l.Lane = nil, nil
+}
+
+// CloseLanes stops the mesh's lane listener; links keep the lanes they
+// have.
+func (m *QUICMesh) CloseLanes() {
+	m.mu.Lock()
+	lst := m.lanes
+	m.lanes = nil
+	m.mu.Unlock()
+	if lst != nil {
+		lst.close()
+	}
 }
 
 // Lanes is the number of lanes of the link (0 without).

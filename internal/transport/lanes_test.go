@@ -214,12 +214,9 @@ func TestLanesMismatch(t *testing.T) {
 // the lanes, which it does not disturb; afterwards the listener holds no
 // connection, goroutine or buffer for them.
 func TestLaneStrangers(t *testing.T) {
-	old := laneAuthTimeout
-	laneAuthTimeout = time.Second
-	defer func() { laneAuthTimeout = old }()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	m, ca := lanePair(t, [2]LaneConfig{{Security: LanesTLS}, {Security: LanesTLS}}, true)
+	m, ca := lanePair(t, [2]LaneConfig{{Security: LanesTLS, Timeout: time.Second}, {Security: LanesTLS, Timeout: time.Second}}, true)
 	links, errs := openLanes(t, ctx, m)
 	for r, err := range errs {
 		if err != nil {
@@ -293,7 +290,7 @@ func TestLaneStrangers(t *testing.T) {
 	n, _ := io.Copy(io.Discard, slow)
 	slow.Close()
 	if d := time.Since(t0); d > 10*time.Second || n != 0 {
-		t.Errorf("a silent connection was held %v and read %d bytes; the bound is %v", d, n, laneAuthTimeout)
+		t.Errorf("a silent connection was held %v and read %d bytes; the bound is %v", d, n, m[1].lanes.timeout)
 	}
 	// A thousand at once, each sending a ClientHello's worth of junk.
 	var wg sync.WaitGroup
