@@ -1,9 +1,9 @@
 // Package collective runs collective operations — AllReduce, Broadcast,
 // Reduce, Gather, AllGather, ReduceScatter and Barrier — on []float32 and
 // []float64 tensors among the ranks of a group: through shared memory
-// between processes of one host, over QUIC with mutual TLS between hosts
-// (or TCP on a network you trust), or over in-memory pipes between
-// goroutines.
+// between processes of one host; between hosts always encrypted and
+// mutually authenticated, over TLS lanes or QUIC (or plaintext TCP on a
+// network you trust); or over in-memory pipes between goroutines.
 //
 // # Using it
 //
@@ -47,7 +47,11 @@
 // Config.Transport picks the data path. By default ranks that all share a
 // host move tensors through shared memory (segments under /dev/shm that
 // every rank maps: each rank reduces its share of a window from every
-// rank's segment), and otherwise over QUIC. On the network paths the
+// rank's segment). Otherwise every call goes over TLS lanes (TCP
+// connections beside each QUIC link: a TLS 1.3 handshake with the QUIC
+// link's certificate checks, then AES-GCM records keyed by it) or over
+// QUIC, whichever the costs measured at creation say is faster for its
+// size (Choice.Transport; Over forces one). On the network paths the
 // operations run pipelined ring schedules (package ring: AllReduce is a
 // reduce-scatter then an allgather, 2(n-1) steps, segments cut into chunks
 // of Config.ChunkBytes) or tree schedules (package tree: recursive
@@ -55,8 +59,8 @@
 // cost model measured on the links at creation (Config.Algorithm, Explain,
 // Calibrate). Payloads are read straight into the caller's slice or a
 // reused chunk buffer; the data path allocates nothing per chunk (quic-go
-// itself allocates per packet). Config.Channels stripes each QUIC link
-// over several connections.
+// itself allocates per packet). Config.Channels stripes each link over
+// several connections (QUIC connections, or lanes).
 //
 // Buffers from AllocFloat32 and AllocFloat64 are shared memory that the
 // other ranks of the host map: an AllReduce of 1 MiB or more on such

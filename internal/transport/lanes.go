@@ -114,7 +114,6 @@ const (
 	laneReady = "RLNR"
 )
 
-
 type laneToken = [laneTokenLen]byte
 
 // laneListener is a mesh's lane listener and the lanes it waits for.
@@ -397,9 +396,20 @@ func (m *QUICMesh) OpenLanes(ctx context.Context, l *Link, in io.Reader) error {
 	dl, _ := ctx.Deadline()
 	_ = l.Data.SetReadDeadline(dl)
 	_ = l.Data.SetWriteDeadline(dl)
-	stop := context.AfterFunc(ctx, l.Interrupt)
-	defer stop()
-	defer l.Resume()
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		l.Interrupt()
+		close(fired)
+	})
+	defer func() {
+		// An expiry's Interrupt runs on a goroutine of its own: let it
+		// finish before clearing the deadlines, or it could land after
+		// and fail the link's next operation.
+		if !stop() {
+			<-fired
+		}
+		l.Resume()
+	}()
 	var conns []*laneConn
 	var err error
 	if in == nil {

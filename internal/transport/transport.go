@@ -14,6 +14,11 @@
 // that are goroutines of one process. Links are made on first use; of a
 // pair, the lower rank dials and the higher rank accepts, so both sides may
 // ask for the link at the same time without a race.
+//
+// A QUIC link may also get lanes (lanes.go): TCP connections beside it,
+// authenticated through it, that carry its data frames — TLS lanes (a TLS
+// 1.3 handshake with the link's certificate checks, then records sealed
+// under keys from that handshake: sealed.go) or plaintext TCP.
 package transport
 
 import (
