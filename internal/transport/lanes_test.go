@@ -21,7 +21,7 @@ import (
 
 // lanePair starts the QUIC meshes of a world of two with lanes, rank r
 // with lanes[r]; with pin, every member's certificate is pinned too.
-func lanePair(t *testing.T, lanes [2]LaneConfig, pin bool) (m [2]*QUICMesh, ca *pki.CA) {
+func lanePair(t testing.TB, lanes [2]LaneConfig, pin bool) (m [2]*QUICMesh, ca *pki.CA) {
 	t.Helper()
 	ca, err := pki.New("g", 0)
 	if err != nil {
@@ -66,7 +66,7 @@ func lanePair(t *testing.T, lanes [2]LaneConfig, pin bool) (m [2]*QUICMesh, ca *
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // openLanes makes the link of a pair and its lanes, both ends at once.
-func openLanes(t *testing.T, ctx context.Context, m [2]*QUICMesh) (links [2]*Link, errs [2]error) {
+func openLanes(t testing.TB, ctx context.Context, m [2]*QUICMesh) (links [2]*Link, errs [2]error) {
 	t.Helper()
 	links, errs = linkPair(ctx, m)
 	for r, err := range errs {
@@ -459,5 +459,55 @@ func TestPresentLaneToken(t *testing.T) {
 	b.Close()
 	if err := presentLaneToken(a, tokA, tokD, 3); err == nil || !strings.Contains(err.Error(), "sending the token") {
 		t.Errorf("closed pipe: %v", err)
+	}
+}
+
+// BenchmarkLinkStream: one link's throughput in one direction, 512 KiB
+// writes read into a 512 KiB buffer, over the QUIC data stream, a TLS lane
+// and a plaintext TCP lane of the same kind of link, in one process on
+// loopback (the writer and the reader on a core each, where there are
+// two): the transports' ceilings under the collectives.
+//
+//	go test -run '^$' -bench LinkStream -benchtime 2s ./internal/transport
+func BenchmarkLinkStream(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		sec  LaneSecurity
+	}{{"quic", LanesTLS}, {"tls", LanesTLS}, {"tcp", LanesPlain}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			m, _ := lanePair(b, [2]LaneConfig{{Security: tc.sec}, {Security: tc.sec}}, true)
+			links, errs := openLanes(b, ctx, m)
+			if errs[0] != nil || errs[1] != nil {
+				b.Fatal(errs)
+			}
+			w, r := links[0].Lane, links[1].Lane
+			if tc.name == "quic" {
+				w, r = links[0].Data, links[1].Data
+			}
+			const chunk = 512 << 10
+			src, dst := make([]byte, chunk), make([]byte, chunk)
+			done := make(chan error, 1)
+			go func() {
+				for range b.N {
+					if _, err := io.ReadFull(r, dst); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			b.SetBytes(chunk)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := w.Write(src); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		})
 	}
 }

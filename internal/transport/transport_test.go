@@ -43,7 +43,7 @@ func (r *recorder) PeerDown(peer int, err error) {
 	r.mu.Unlock()
 }
 
-func udp(t *testing.T) *net.UDPConn {
+func udp(t testing.TB) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
