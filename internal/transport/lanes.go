@@ -132,6 +132,30 @@ type laneListener struct {
 	active  map[*net.TCPConn]struct{} // connections being admitted
 	closed  bool
 	wg      sync.WaitGroup
+
+	dropped  int       // connections dropped since the last warning
+	lastWarn time.Time // when the last warning went out
+}
+
+// laneWarnEvery bounds the warnings about dropped connections: a flood of
+// strangers makes one line a second, with a count.
+const laneWarnEvery = time.Second
+
+// drop closes a connection that did not authenticate, and says so (at
+// most once every laneWarnEvery).
+func (l *laneListener) drop(conn *net.TCPConn, why error) {
+	_ = conn.Close()
+	l.mu.Lock()
+	l.dropped++
+	n := l.dropped
+	now := time.Now()
+	if now.Sub(l.lastWarn) < laneWarnEvery {
+		l.mu.Unlock()
+		return
+	}
+	l.dropped, l.lastWarn = 0, now
+	l.mu.Unlock()
+	l.log.Warn("transport: dropped lane connections that did not authenticate", "count", n, "last from", conn.RemoteAddr().String(), "why", why)
 }
 
 // laneWait is an offer's lanes as they arrive.
@@ -243,8 +267,7 @@ func (l *laneListener) acceptLoop() {
 		select {
 		case l.admits <- struct{}{}:
 		default:
-			l.log.Warn("transport: dropped a lane connection: too many handshakes in progress", "from", conn.RemoteAddr().String())
-			_ = conn.Close()
+			l.drop(conn, errors.New("too many handshakes in progress"))
 			continue
 		}
 		l.mu.Lock()
@@ -266,8 +289,7 @@ func (l *laneListener) acceptLoop() {
 				<-l.admits
 			}()
 			if err := l.admit(conn); err != nil {
-				l.log.Warn("transport: dropped a lane connection", "from", conn.RemoteAddr().String(), "err", err)
-				_ = conn.Close()
+				l.drop(conn, err)
 			}
 		}()
 	}
