@@ -124,11 +124,20 @@ func TestJoin(t *testing.T) {
 
 // TestJoinReform: a worker of an elastic group (3..4) closes; the others'
 // next operation fails with ErrPeerLost, and they re-form at the next
-// epoch without it, in the same processes, and carry on.
+// epoch without it, in the same processes, and carry on — through shared
+// memory (the default here) and over TLS lanes, which the next epoch's
+// communicators make anew on the same sockets.
 func TestJoinReform(t *testing.T) {
+	for _, tr := range []collective.Transport{collective.TransportAuto, collective.TransportTLS} {
+		t.Run(tr.String(), func(t *testing.T) { joinReform(t, tr) })
+	}
+}
+
+func joinReform(t *testing.T, tr collective.Transport) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	comms := joinAll(t, ctx, 4, collective.JoinConfig{Group: "reform-test", Min: 3, Max: 4, Key: testKey(t)})
+	comms := joinAll(t, ctx, 4, collective.JoinConfig{Group: "reform-test", Min: 3, Max: 4, Key: testKey(t),
+		Comm: collective.Config{Transport: tr}})
 	gone := comms[3]
 	survivors := comms[:3]
 	if err := gone.Close(); err != nil {
@@ -159,6 +168,9 @@ func TestJoinReform(t *testing.T) {
 	for _, c := range next {
 		if c.Size() != 3 {
 			t.Fatalf("re-formed with %d members", c.Size())
+		}
+		if tr == collective.TransportTLS && c.DataPath() != "TLS lanes" {
+			t.Fatalf("re-formed over %s", c.DataPath())
 		}
 	}
 	bufs := make([][]float64, 3)

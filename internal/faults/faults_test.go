@@ -153,6 +153,32 @@ func TestFaults(t *testing.T) {
 	}
 }
 
+// TestFaultsTLS: the same promise over TLS lanes: a rank killed,
+// terminated or frozen in the middle of an AllReduce is reported by the
+// others within the bound, every result that returns is exact.
+func TestFaultsTLS(t *testing.T) {
+	suite(t)
+	const d = 3 * time.Second
+	slack := 3 * time.Second
+	plan := func(seed uint64, f Fault) Plan {
+		p := quicPlan(seed, d)
+		p.Transport, p.Fault = "tls", f
+		return p
+	}
+	cases := []scenario{
+		{name: "kill-in-reduce-scatter", plan: plan(41, Fault{Kind: FaultKill, Point: PointReduceScatter}),
+			pick: bigAllReduce, victim: 1, script: Script{Bound: d + slack, Names: []string{"rank 1"}}},
+		{name: "term-in-allgather", plan: plan(42, Fault{Kind: FaultTerm, Point: PointAllGather}),
+			pick: bigAllReduce, victim: 3, script: Script{Bound: slack, Names: []string{"rank 3"}}},
+		{name: "frozen-in-reduce-scatter", plan: plan(43, Fault{Kind: FaultStop, Point: PointReduceScatter}),
+			pick: bigAllReduce, victim: 2, script: Script{Bound: d + slack, Names: []string{"rank 2", "step ", "did not answer a ping"}}},
+	}
+	for _, sc := range cases {
+		sc.world = 4
+		t.Run(sc.name, sc.run)
+	}
+}
+
 // TestLossyNetwork: 5% loss and 20 ms delay on every link (each way) must
 // not change a single bit, nor make any call fail.
 func TestLossyNetwork(t *testing.T) {

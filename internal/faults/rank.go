@@ -57,7 +57,7 @@ type Plan struct {
 	Calls     int      `json:"calls"`
 	MaxCount  int      `json:"max_count"`
 	Kinds     []string `json:"kinds"`
-	Transport string   `json:"transport"` // auto, quic or shm
+	Transport string   `json:"transport"` // auto, quic, tls, tcp or shm
 	Algorithm string   `json:"algorithm"` // auto, ring or tree
 	Chunk     int      `json:"chunk"`     // Config.ChunkBytes, 0 for the default
 	Deadline  Duration `json:"deadline"`  // each call's context deadline
