@@ -127,8 +127,8 @@ func callOver(opts []CallOption) Transport {
 	return TransportAuto
 }
 
-// lanes is what a communicator's mesh supports of lanes: nil for
-// in-process meshes.
+// laneMesh is what a mesh that can have lanes offers (the QUIC mesh; the
+// in-process one cannot).
 type laneMesh interface {
 	ListenLanes(cfg transport.LaneConfig) error
 	CloseLanes()
