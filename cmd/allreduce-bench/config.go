@@ -324,7 +324,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.Var(sizeFlag{&cfg.chunk}, "chunk", "pipelining chunk in `BYTES` (collective.Config.ChunkBytes; K, M suffixes)")
 	fs.BoolVar(&cfg.reg, "reg", false, "allocate the buffers with collective's AllocFloat32/64: on shared memory the other ranks map them, and an AllReduce of 1 MiB or more reduces in place with no copies through the segments (like nccl-tests' -R)")
 	fs.IntVar(&cfg.procs, "procs", 0, "`P`: GOMAXPROCS of each rank that -np launches (0: the cores shared out among the ranks, at least 1, unless GOMAXPROCS is set in the environment)")
-	fs.IntVar(&cfg.channels, "channels", 0, "`K` QUIC connections per link, data striped over them (collective.Config.Channels; 0: a quarter of the cores, at most 4, and 1 when every rank is on loopback)")
+	fs.IntVar(&cfg.channels, "channels", 0, "`K` connections per link, data striped over them: QUIC connections, and TLS or TCP lanes (collective.Config.Channels; 0: a quarter of the cores, at most 4, and 1 when every rank is on loopback)")
 
 	fs.StringVar(&cfg.join, "join", "", "join a group by gossip at seed `HOST:PORT` (comma-separated list; the seed itself passes its own -bind) instead of launching ranks; key from RINGO_CLUSTER_KEY")
 	fs.StringVar(&cfg.bind, "bind", "127.0.0.1:0", "with -join: this worker's gossip `HOST:PORT` (its QUIC socket takes the same host, any port)")
