@@ -67,9 +67,15 @@ const (
 var sealedRekeyBytes uint64 = 16 << 30
 
 // ErrLaneIntegrity reports a lane record that failed authentication: its
-// bytes were altered, dropped, reordered or inserted on the way, or the
-// stream was cut short.
-var ErrLaneIntegrity = errors.New("lane record failed authentication (altered or truncated in transit)")
+// bytes were altered, dropped, reordered or inserted on the way.
+var ErrLaneIntegrity = errors.New("lane record failed authentication (altered in transit)")
+
+// errLaneCut reports a lane whose TCP stream ended without its end
+// record: the peer died (its kernel closed the connection) or the
+// connection was cut. What was read before it was authenticated; what
+// was not is missing, so the operation fails like one whose peer was
+// lost.
+var errLaneCut = fmt.Errorf("the lane ended without its end record (peer gone, or connection cut): %w", io.ErrUnexpectedEOF)
 
 // sealDir is one direction's keys.
 type sealDir struct {
@@ -291,7 +297,7 @@ func (s *sealedConn) fill(n int) error {
 			}
 			if errors.Is(err, io.EOF) {
 				// The peer's TCP ended without the end-of-stream record.
-				s.rerr = fmt.Errorf("%w: the stream ended without its end record", ErrLaneIntegrity)
+				s.rerr = errLaneCut
 				return s.rerr
 			}
 			var ne net.Error

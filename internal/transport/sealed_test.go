@@ -133,10 +133,11 @@ func TestSealedStream(t *testing.T) {
 }
 
 // TestSealedTamper: a changed byte anywhere in a record (its length, its
-// ciphertext, its tag), a record replayed, records reordered, and a stream
-// cut short without its end record are all refused with
-// ErrLaneIntegrity, after the intact records before the change and
-// without any plaintext of the refused one.
+// ciphertext, its tag), a record replayed and records reordered are
+// refused with ErrLaneIntegrity, and a stream cut short without its end
+// record with io.ErrUnexpectedEOF (as a peer that died), after the intact
+// records before the change and without any plaintext of the refused
+// one.
 func TestSealedTamper(t *testing.T) {
 	msg := bytes.Repeat([]byte("tensor bytes "), 100)
 	d, l := sealedPair(t)
@@ -163,21 +164,22 @@ func TestSealedTamper(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mut  func([]byte) []byte
-		good int // records read intact before the failure
+		good int   // records read intact before the failure
+		want error // the failure
 	}{
-		{"intact", func(b []byte) []byte { return b }, 2},
-		{"length", func(b []byte) []byte { b[rec+2] ^= 1; return b }, 1},
-		{"ciphertext", func(b []byte) []byte { b[rec+sealedHeader+100] ^= 0x80; return b }, 1},
-		{"tag", func(b []byte) []byte { b[2*rec-1] ^= 1; return b }, 1},
-		{"replayed record", func(b []byte) []byte { return append(append([]byte{}, b[:rec]...), b[:rec]...) }, 1},
+		{"intact", func(b []byte) []byte { return b }, 2, io.EOF},
+		{"length", func(b []byte) []byte { b[rec+2] ^= 1; return b }, 1, ErrLaneIntegrity},
+		{"ciphertext", func(b []byte) []byte { b[rec+sealedHeader+100] ^= 0x80; return b }, 1, ErrLaneIntegrity},
+		{"tag", func(b []byte) []byte { b[2*rec-1] ^= 1; return b }, 1, ErrLaneIntegrity},
+		{"replayed record", func(b []byte) []byte { return append(append([]byte{}, b[:rec]...), b[:rec]...) }, 1, ErrLaneIntegrity},
 		{"records swapped", func(b []byte) []byte {
 			b2 := append([]byte{}, b...)
 			copy(b2[:rec], b[rec:2*rec])
 			copy(b2[rec:2*rec], b[:rec])
 			return b2
-		}, 0},
-		{"end record dropped", func(b []byte) []byte { return b[:2*rec] }, 2},
-		{"cut mid-record", func(b []byte) []byte { return b[:rec+10] }, 1},
+		}, 0, ErrLaneIntegrity},
+		{"end record dropped", func(b []byte) []byte { return b[:2*rec] }, 2, io.ErrUnexpectedEOF},
+		{"cut mid-record", func(b []byte) []byte { return b[:rec+10] }, 1, io.ErrUnexpectedEOF},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := tc.mut(append([]byte{}, wire...))
@@ -186,12 +188,9 @@ func TestSealedTamper(t *testing.T) {
 			buf := make([]byte, len(msg))
 			for {
 				n, err := io.ReadFull(r, buf)
-				if errors.Is(err, io.EOF) && tc.name == "intact" {
-					break
-				}
 				if err != nil {
-					if !errors.Is(err, ErrLaneIntegrity) {
-						t.Fatalf("after %d records: %v; want ErrLaneIntegrity", got, err)
+					if !errors.Is(err, tc.want) || tc.want == io.EOF && err != io.EOF {
+						t.Fatalf("after %d records: %v; want %v", got, err, tc.want)
 					}
 					break
 				}
