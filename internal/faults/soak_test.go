@@ -173,7 +173,7 @@ func soakEpoch(rng *rand.Rand, world int) (Plan, Script, *Net) {
 	p := Plan{Seed: rng.Uint64(), Calls: 4 + rng.IntN(12), MaxCount: 1 << 17, Kinds: AllKinds,
 		Transport: "quic", Algorithm: "ring", Chunk: 64 << 10, Deadline: Duration(deadline), Idle: Duration(30 * time.Second)}
 	p.Fault.Rank = -1
-	switch rng.IntN(4) {
+	switch rng.IntN(5) {
 	case 0:
 		p.Transport, p.Algorithm = "auto", "auto" // shared memory on this host
 		if rng.IntN(2) == 0 {
@@ -181,6 +181,8 @@ func soakEpoch(rng *rand.Rand, world int) (Plan, Script, *Net) {
 		}
 	case 1:
 		p.Algorithm = []string{"auto", "tree"}[rng.IntN(2)]
+	case 2:
+		p.Transport, p.Algorithm = "tls", []string{"ring", "auto"}[rng.IntN(2)] // TLS lanes
 	}
 	var net *Net
 	sc := Script{Bound: deadline + slack}
@@ -201,7 +203,7 @@ func soakEpoch(rng *rand.Rand, world int) (Plan, Script, *Net) {
 	p.Fault.Call = 1 + rng.IntN(p.Calls-2)
 	call := MakeCall(p.Seed, p.Fault.Call, world, p.MaxCount, p.Kinds)
 	points := []string{PointBefore, PointDuring}
-	if call.Kind == KindAllReduce && p.Transport == "quic" && p.Algorithm == "ring" {
+	if call.Kind == KindAllReduce && (p.Transport == "quic" || p.Transport == "tls") && p.Algorithm == "ring" {
 		points = append(points, PointReduceScatter, PointAllGather)
 	}
 	p.Fault.Point = points[rng.IntN(len(points))]
