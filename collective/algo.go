@@ -321,7 +321,7 @@ const pathMargin = 0.05
 
 // explain is choose with the reason spelt out.
 func (c *Communicator) explain(op wire.Op, algo Algorithm, over Transport, bytes int) (Choice, error) {
-	ch, _, err := c.choose(op, algo, over, bytes, "")
+	ch, chosen, err := c.choose(op, algo, over, bytes, "")
 	if err != nil {
 		return ch, err
 	}
@@ -334,44 +334,41 @@ func (c *Communicator) explain(op wire.Op, algo Algorithm, over Transport, bytes
 	}
 	paths := c.paths
 	if over != TransportAuto {
-		p, _ := c.pathFor(over)
-		paths = []dataPath{p}
-	}
-	var b strings.Builder
-	estimates := func(p dataPath) {
-		_, cs := c.bestOn(p, op, algo, bytes)
-		if len(paths) > 1 {
-			fmt.Fprintf(&b, "%s: ", c.transportOf(p))
-		}
-		for i, x := range cs.list() {
-			if i > 0 {
-				b.WriteString(" < ")
-			}
-			fmt.Fprintf(&b, "%s %v", x.name, dur(x.t))
-		}
-		b.WriteString(" (" + c.pathCosts[p].String() + ")")
+		paths = []dataPath{chosen}
 	}
 	switch {
 	case c.world == 1:
 		ch.Reason = "a world of one moves nothing"
 	case algo == Auto || len(paths) > 1:
+		var b strings.Builder
+		ringKept := false // the ring taken within ringMargin of a faster tree
 		for i, p := range paths {
 			if i > 0 {
 				b.WriteString("; ")
 			}
-			estimates(p)
-		}
-		if algo == Auto {
-			pick, cs := c.bestOn(c.pathOf(ch.Transport), op, algo, bytes)
-			if l := cs.list(); pick.algo == Ring && len(l) > 0 && l[0].algo != Ring {
-				fmt.Fprintf(&b, "; the ring is within %.0f%% of the fastest on %s, so the ring", ringMargin*100, ch.Transport)
+			if len(paths) > 1 {
+				fmt.Fprintf(&b, "%s: ", c.transportOf(p))
 			}
-		} else if ch.Algorithm != algo {
+			pick, cs := c.bestOn(p, op, algo, bytes)
+			for j, x := range cs.list() {
+				if j > 0 {
+					b.WriteString(" < ")
+				}
+				fmt.Fprintf(&b, "%s %v", x.name, dur(x.t))
+			}
+			b.WriteString(" (" + c.pathCosts[p].String() + ")")
+			if p == chosen {
+				ringKept = algo == Auto && pick.algo == Ring && cs.list()[0].algo != Ring
+			}
+		}
+		if ringKept {
+			fmt.Fprintf(&b, "; the ring is within %.0f%% of the fastest on %s, so the ring", ringMargin*100, ch.Transport)
+		} else if algo != Auto && ch.Algorithm != algo {
 			fmt.Fprintf(&b, "; %s has no %s schedule", op, algo)
 		}
 		if len(paths) > 1 {
-			if ch.Transport == c.transportOf(paths[0]) {
-				fmt.Fprintf(&b, "; %s unless another is over %.0f%% faster, so %s", c.transportOf(paths[0]), pathMargin*100, ch.Transport)
+			if chosen == paths[0] {
+				fmt.Fprintf(&b, "; %s unless another is over %.0f%% faster, so %s", ch.Transport, pathMargin*100, ch.Transport)
 			} else {
 				fmt.Fprintf(&b, "; so %s", ch.Transport)
 			}
@@ -383,14 +380,6 @@ func (c *Communicator) explain(op wire.Op, algo Algorithm, over Transport, bytes
 		ch.Reason = "forced"
 	}
 	return ch, nil
-}
-
-// pathOf is the path that carries Choice.Transport t.
-func (c *Communicator) pathOf(t Transport) dataPath {
-	if p, ok := c.pathFor(t); ok {
-		return p
-	}
-	return c.paths[0]
 }
 
 func dur(s float64) time.Duration {

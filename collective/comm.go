@@ -116,25 +116,22 @@ var ErrProtocol = errors.New("protocol violation")
 // with MPI and NCCL). A failed operation poisons the communicator: every
 // later call fails at once with ErrPoisoned, and the peers are told.
 type Communicator struct {
-	rank, world   int
-	group         string
-	epoch         uint64
-	log           *slog.Logger
-	mesh          transport.Mesh
-	cb            int
-	timeout       time.Duration
-	linger        time.Duration
-	algo          Algorithm
-	transport     Transport
-	shm           *shmGroup // the shared-memory data path, when every rank is on this host
-	inProc        bool      // made by NewInProc: the ranks already share memory through pipes
-	noShm         bool      // Config.noShm
-	paths         []dataPath
-	pathCosts     [numPaths]Costs // Auto's model per path; set by Calibrate
-	lanesOn       bool            // every link has lanes (TransportTLS, TransportTCP, or Auto between hosts)
-	laneCount     int             // lanes per link this rank offers
-	laneAdvertise string
-	laneTimeout   time.Duration
+	rank, world int
+	group       string
+	epoch       uint64
+	log         *slog.Logger
+	mesh        transport.Mesh
+	cb          int
+	timeout     time.Duration
+	linger      time.Duration
+	algo        Algorithm
+	transport   Transport
+	shm         *shmGroup            // the shared-memory data path, when every rank is on this host
+	inProc      bool                 // made by NewInProc: the ranks already share memory through pipes
+	noShm       bool                 // Config.noShm
+	paths       []dataPath           // the data paths calls choose from; onLanes: every link has lanes
+	pathCosts   [numPaths]Costs      // Auto's model per path; set by Calibrate
+	lanes       transport.LaneConfig // what listenLanes asks the mesh for
 
 	opMu  sync.Mutex // held for the whole of an operation
 	async asyncQueue // asynchronous operations, in issue order (async.go)
@@ -240,7 +237,7 @@ func (cfg *Config) defaults() error {
 
 // channels is the number of QUIC connections per link this rank offers.
 func (cfg *Config) channels() int {
-	if cfg.Transport == TransportTCP || cfg.Transport == TransportTLS || cfg.Transport == TransportShm {
+	if cfg.Transport.lanesOnly() || cfg.Transport == TransportShm {
 		return 1
 	}
 	return cfg.conns()
@@ -269,41 +266,40 @@ func (cfg *Config) conns() int {
 func newCommunicator(cfg *Config) *Communicator {
 	v := &cfg.View
 	c := &Communicator{
-		rank:          v.Rank,
-		world:         len(v.Members),
-		group:         v.Group,
-		epoch:         v.Epoch,
-		log:           cfg.Logger.With("group", v.Group, "epoch", v.Epoch, "rank", v.Rank),
-		cb:            cfg.ChunkBytes,
-		timeout:       cfg.Timeout,
-		linger:        cfg.CloseTimeout,
-		algo:          cfg.Algorithm,
-		transport:     cfg.Transport,
-		noShm:         cfg.noShm,
-		laneCount:     cfg.conns(),
-		laneAdvertise: cfg.laneAdvertise,
-		laneTimeout:   cfg.laneTimeout,
-		byes:          make(map[int]uint64),
-		echoed:        make(map[int]bool),
-		op:            &opState{},
-		plans:         make(map[planKey]*plan),
-		lim:           wire.Limits{MaxPayload: uint32(cfg.ChunkBytes), MaxWorld: int32(len(v.Members))},
-		links:         make([]*transport.Link, len(v.Members)),
-		laneDone:      make(chan error, 2*len(v.Members)),
-		watchJobs:     make(chan watchJob),
-		opEnd:         make(chan struct{}),
-		watchDone:     make(chan struct{}),
-		peerClosed:    make(map[int]bool),
+		rank:       v.Rank,
+		world:      len(v.Members),
+		group:      v.Group,
+		epoch:      v.Epoch,
+		log:        cfg.Logger.With("group", v.Group, "epoch", v.Epoch, "rank", v.Rank),
+		cb:         cfg.ChunkBytes,
+		timeout:    cfg.Timeout,
+		linger:     cfg.CloseTimeout,
+		algo:       cfg.Algorithm,
+		transport:  cfg.Transport,
+		noShm:      cfg.noShm,
+		byes:       make(map[int]uint64),
+		echoed:     make(map[int]bool),
+		op:         &opState{},
+		plans:      make(map[planKey]*plan),
+		lim:        wire.Limits{MaxPayload: uint32(cfg.ChunkBytes), MaxWorld: int32(len(v.Members))},
+		links:      make([]*transport.Link, len(v.Members)),
+		laneDone:   make(chan error, 2*len(v.Members)),
+		watchJobs:  make(chan watchJob),
+		opEnd:      make(chan struct{}),
+		watchDone:  make(chan struct{}),
+		peerClosed: make(map[int]bool),
 	}
 	for p := range numPaths {
 		c.senders[p] = make([]*worker, len(v.Members))
 		c.recvers[p] = make([]*worker, len(v.Members))
 		c.pathCosts[p] = defaultCosts[p]
 	}
-	// Set-up (and shared-memory detection) runs over QUIC; lanes join in
-	// connect.
+	c.lanes = transport.LaneConfig{Security: cfg.Transport.laneSecurity(), Count: cfg.conns(),
+		Advertise: cfg.laneAdvertise, Timeout: cfg.laneTimeout, Logger: c.log}
+	// Set-up (and shared-memory detection) runs over QUIC; with Auto,
+	// lanes join in connect.
 	c.paths = []dataPath{onQUIC}
-	if cfg.Transport == TransportTLS || cfg.Transport == TransportTCP {
+	if cfg.Transport.lanesOnly() {
 		c.paths = []dataPath{onLanes}
 	}
 	for i := range c.stage {
@@ -446,7 +442,7 @@ func (c *Communicator) connect(ctx context.Context) error {
 	if c.world == 1 {
 		return nil
 	}
-	if c.transport == TransportTLS || c.transport == TransportTCP {
+	if c.transport.lanesOnly() {
 		// Every link gets its lanes as it is made.
 		if err := c.listenLanes(); err != nil {
 			return err
@@ -539,12 +535,12 @@ func (c *Communicator) ensureLink(ctx context.Context, peer int) error {
 	if err != nil {
 		return fmt.Errorf("collective: rank %d connecting to rank %d: %w", c.rank, peer, err)
 	}
-	if c.lanesOn {
+	if c.hasLanes() {
 		if err := c.laneWorkers(ctx, l); err != nil {
 			return err
 		}
 	}
-	if c.transport != TransportTLS && c.transport != TransportTCP {
+	if !c.transport.lanesOnly() {
 		c.senders[onQUIC][peer], c.recvers[onQUIC][peer] = c.newWorker(l, l.Data, true), c.newWorker(l, l.Data, false)
 	}
 	c.linkMu.Lock()

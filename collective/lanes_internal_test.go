@@ -189,11 +189,7 @@ func newRelayed(t *testing.T, tr Transport, mutate func(toTarget bool, b []byte)
 	var laneAddr string
 	place := func(members []Member, conns []*net.UDPConn) {
 		target := conns[1].LocalAddr().String()
-		u, err := netem.NewRelay("127.0.0.1:0", target, netem.Config{Tap: func(_ bool, b []byte) {
-			g.mu.Lock()
-			g.udp = append(g.udp, b...)
-			g.mu.Unlock()
-		}})
+		u, err := netem.NewRelay("127.0.0.1:0", target, netem.Config{Tap: func(_ bool, b []byte) { g.keep(&g.udp, b) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,11 +202,7 @@ func newRelayed(t *testing.T, tr Transport, mutate func(toTarget bool, b []byte)
 					mutate(toTarget, b)
 				}
 			},
-			Tap: func(_ int, _ bool, b []byte) {
-				g.mu.Lock()
-				g.tcp = append(g.tcp, b...)
-				g.mu.Unlock()
-			}})
+			Tap: func(_ int, _ bool, b []byte) { g.keep(&g.tcp, b) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,6 +231,13 @@ func (c *Communicator) selfAddrUDP() string {
 		return m.Addr().String()
 	}
 	return ""
+}
+
+// keep appends bytes a relay saw to one of the captures.
+func (g *relayed) keep(dst *[]byte, b []byte) {
+	g.mu.Lock()
+	*dst = append(*dst, b...)
+	g.mu.Unlock()
 }
 
 func (g *relayed) captured() []byte {

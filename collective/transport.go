@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/ringo-ml/ringo/internal/transport"
@@ -75,6 +76,14 @@ const (
 	numPaths
 )
 
+// lanesOnly reports whether every byte of data moves over lanes (the
+// QUIC links carry control frames alone).
+func (t Transport) lanesOnly() bool { return t == TransportTLS || t == TransportTCP }
+
+// hasLanes reports whether this communicator's links have lanes: every
+// link made from now on gets them.
+func (c *Communicator) hasLanes() bool { return slices.Contains(c.paths, onLanes) }
+
 // laneSecurity is the lanes a communicator's mesh needs for its setting.
 func (t Transport) laneSecurity() transport.LaneSecurity {
 	switch t {
@@ -136,18 +145,15 @@ type laneMesh interface {
 	LaneAddr() string
 }
 
-// listenLanes starts this rank's lane listener; from then on every link
-// made gets lanes (ensureLink).
+// listenLanes starts this rank's lane listener.
 func (c *Communicator) listenLanes() error {
 	lm, ok := c.mesh.(laneMesh)
 	if !ok {
 		return fmt.Errorf("collective: %w: this communicator's links cannot have lanes", ErrInvalid)
 	}
-	if err := lm.ListenLanes(transport.LaneConfig{Security: c.transport.laneSecurity(), Count: c.laneCount,
-		Advertise: c.laneAdvertise, Logger: c.log, Timeout: c.laneTimeout}); err != nil {
+	if err := lm.ListenLanes(c.lanes); err != nil {
 		return fmt.Errorf("collective: %w", err)
 	}
-	c.lanesOn = true
 	if c.transport == TransportTCP {
 		c.log.Warn("collective: tensor data moves over plaintext TCP: authenticated at connect, not encrypted; use it only on a trusted network",
 			"listen", lm.LaneAddr())
@@ -216,7 +222,6 @@ func (c *Communicator) openLanes(ctx context.Context) (bool, error) {
 	}
 	c.linkMu.Unlock()
 	c.mesh.(laneMesh).CloseLanes()
-	c.lanesOn = false
 	return false, nil
 }
 
@@ -240,7 +245,7 @@ func (c *Communicator) laneWorkers(ctx context.Context, l *transport.Link) error
 // firewalls beside the QUIC port) when its data moves over TLS or TCP
 // lanes, and "" otherwise.
 func (c *Communicator) LaneAddr() string {
-	if lm, ok := c.mesh.(laneMesh); ok && c.lanesOn {
+	if lm, ok := c.mesh.(laneMesh); ok && c.hasLanes() {
 		return lm.LaneAddr()
 	}
 	return ""

@@ -459,20 +459,30 @@ func appendLaneRequest(b []byte, sec LaneSecurity, count int) []byte {
 // readLaneRequest reads and checks a request; it reads 6 bytes.
 func readLaneRequest(r io.Reader) (sec LaneSecurity, count int, err error) {
 	var b [len(laneMagic) + 2]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return 0, 0, fmt.Errorf("reading its request: %w", err)
-	}
-	if string(b[:len(laneMagic)]) != laneMagic {
-		return 0, 0, fmt.Errorf("%w: its request does not start with %q (does every rank use the same Transport?)", ErrLaneProtocol, laneMagic)
-	}
-	sec, count = LaneSecurity(b[4]), int(b[5])
-	if sec != LanesTLS && sec != LanesPlain {
-		return 0, 0, fmt.Errorf("%w: it asks for lanes of unknown security %d", ErrLaneProtocol, b[4])
+	if sec, count, err = readLaneHead(r, b[:], "request"); err != nil {
+		return 0, 0, err
 	}
 	if count < 1 || count > MaxLanes {
 		return 0, 0, fmt.Errorf("%w: it asks for %d lanes; want 1 to %d", ErrLaneProtocol, count, MaxLanes)
 	}
 	return sec, count, nil
+}
+
+// readLaneHead fills head (the magic, the security, the count, and
+// whatever follows) from r and checks the magic and the security of a
+// request or an offer (what).
+func readLaneHead(r io.Reader, head []byte, what string) (LaneSecurity, int, error) {
+	if _, err := io.ReadFull(r, head); err != nil {
+		return 0, 0, fmt.Errorf("reading its %s: %w", what, err)
+	}
+	if string(head[:len(laneMagic)]) != laneMagic {
+		return 0, 0, fmt.Errorf("%w: its %s does not start with %q (does every rank use the same Transport?)", ErrLaneProtocol, what, laneMagic)
+	}
+	sec := LaneSecurity(head[len(laneMagic)])
+	if sec != LanesTLS && sec != LanesPlain {
+		return 0, 0, fmt.Errorf("%w: its %s names lanes of unknown security %d", ErrLaneProtocol, what, sec)
+	}
+	return sec, int(head[len(laneMagic)+1]), nil
 }
 
 // ErrLaneProtocol reports a lane request or offer that breaks the
@@ -508,15 +518,8 @@ func (o *laneOffer) append(b []byte) []byte {
 func readLaneOffer(r io.Reader) (o laneOffer, err error) {
 	var buf [len(laneMagic) + 3 + laneMaxAddr + 2*laneTokenLen]byte
 	head := buf[:len(laneMagic)+3]
-	if _, err := io.ReadFull(r, head); err != nil {
-		return o, fmt.Errorf("reading its offer: %w", err)
-	}
-	if string(head[:len(laneMagic)]) != laneMagic {
-		return o, fmt.Errorf("%w: its offer does not start with %q (does every rank use the same Transport?)", ErrLaneProtocol, laneMagic)
-	}
-	o.sec, o.count = LaneSecurity(head[4]), int(head[5])
-	if o.sec != LanesTLS && o.sec != LanesPlain {
-		return o, fmt.Errorf("%w: it offers lanes of unknown security %d", ErrLaneProtocol, head[4])
+	if o.sec, o.count, err = readLaneHead(r, head, "offer"); err != nil {
+		return o, err
 	}
 	if o.count > MaxLanes {
 		return o, fmt.Errorf("%w: it offers %d lanes; at most %d", ErrLaneProtocol, o.count, MaxLanes)
@@ -719,14 +722,15 @@ func (l *Link) attachLanes(conns []*laneConn) error {
 // without them.
 func (l *Link) DropLanes() {
 	l.laneMu.Lock()
-	defer l.laneMu.Unlock()
 	for _, c := range l.lanes {
 		_ = c.Close()
 	}
-	if st, ok := l.Lane.(*striped); ok {
-		st.stop()
-	}
+	st, _ := l.Lane.(*striped)
 	l.lanes, l.Lane = nil, nil
+	l.laneMu.Unlock()
+	if st != nil {
+		st.stop() // its workers end once their closed lanes fail
+	}
 }
 
 // CloseLanes stops the mesh's lane listener; links keep the lanes they
