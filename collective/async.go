@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/wire"
 	"github.com/ringo-ml/ringo/runtime"
 )
@@ -126,7 +127,7 @@ func (c *Communicator) asyncTurn(ctx context.Context, h *wire.Header) (leave fun
 		q.mu.Unlock()
 		return func() {}, nil
 	}
-	j := &asyncJob{desc: describe(h), turn: make(chan struct{}), fin: make(chan struct{})}
+	j := &asyncJob{desc: engine.Describe(h), turn: make(chan struct{}), fin: make(chan struct{})}
 	c.pushLocked(j)
 	q.mu.Unlock()
 	leave = func() {

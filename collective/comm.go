@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ringo-ml/ringo/internal/engine"
+	"github.com/ringo-ml/ringo/internal/engine/shmem"
 	"github.com/ringo-ml/ringo/internal/transport"
 	"github.com/ringo-ml/ringo/internal/wire"
 	"github.com/ringo-ml/ringo/ring"
@@ -98,16 +100,16 @@ type Config struct {
 	// Where lanes carry the data (TransportTLS, TransportTCP), the QUIC
 	// link has one connection, for control frames. At most 64.
 	Channels int
+	// Shm tunes the shared-memory engine; the zero value takes the
+	// defaults (or the environment's RINGO_SHM_* settings).
+	Shm ShmConfig
 
+	shmTuning     shmem.Tuning  // Shm resolved by defaults
 	keepConn      bool          // Join reuses the socket for the next epoch
 	noShm         bool          // tests: act as if the ranks shared no host
 	laneAdvertise string        // tests: the lane address peers dial (a relay)
 	laneTimeout   time.Duration // tests: LaneConfig.Timeout
 }
-
-// ErrProtocol: a peer sent a frame that breaks the protocol (malformed, or
-// of the wrong kind).
-var ErrProtocol = errors.New("protocol violation")
 
 // Communicator runs collective operations among the ranks of a view.
 //
@@ -126,7 +128,8 @@ type Communicator struct {
 	linger      time.Duration
 	algo        Algorithm
 	transport   Transport
-	shm         *shmGroup            // the shared-memory data path, when every rank is on this host
+	shm         *shmem.Group         // the shared-memory engine, when every rank is on this host
+	shmTuning   shmem.Tuning         // Config.Shm resolved
 	inProc      bool                 // made by NewInProc: the ranks already share memory through pipes
 	noShm       bool                 // Config.noShm
 	paths       []dataPath           // the data paths calls choose from; onLanes: every link has lanes
@@ -232,7 +235,9 @@ func (cfg *Config) defaults() error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return nil
+	t, err := cfg.Shm.tuning(cfg.Logger)
+	cfg.shmTuning = t
+	return err
 }
 
 // channels is the number of QUIC connections per link this rank offers.
@@ -277,6 +282,7 @@ func newCommunicator(cfg *Config) *Communicator {
 		algo:       cfg.Algorithm,
 		transport:  cfg.Transport,
 		noShm:      cfg.noShm,
+		shmTuning:  cfg.shmTuning,
 		byes:       make(map[int]uint64),
 		echoed:     make(map[int]bool),
 		op:         &opState{},
@@ -303,7 +309,7 @@ func newCommunicator(cfg *Config) *Communicator {
 		c.paths = []dataPath{onLanes}
 	}
 	for i := range c.stage {
-		c.stage[i] = alignedBytes(cfg.ChunkBytes)
+		c.stage[i] = engine.AlignedBytes(cfg.ChunkBytes)
 	}
 	c.op.laneDone = c.laneDone
 	c.life, c.endLife = context.WithCancel(context.Background())
@@ -588,7 +594,7 @@ func (c *Communicator) newWorker(l *transport.Link, s transport.Stream, send boo
 	} else {
 		w.in = newLinkReader(s)
 		w.rbuf = make([]byte, wire.PrefixLen+wire.MaxHeader)
-		w.scratch = alignedBytes(c.cb)
+		w.scratch = engine.AlignedBytes(c.cb)
 	}
 	c.workerWG.Add(1)
 	go func() {
@@ -734,7 +740,7 @@ func (c *Communicator) poison(cause error, code wire.Code, reason string) {
 	c.mu.Unlock()
 	c.endLife()
 	if g != nil {
-		g.halt(c.rank, code)
+		g.Halt(code)
 	}
 	if mesh == nil {
 		return
@@ -773,9 +779,8 @@ func (c *Communicator) Close() error {
 		c.stopWorker()
 		if g := c.shm; g != nil {
 			// Peers that start another operation find this rank gone.
-			g.halt(c.rank, wire.CodeClosed)
-			defer g.close()
-			defer g.closeRegions()
+			g.Halt(wire.CodeClosed)
+			defer g.Close()
 		}
 		c.mu.Lock()
 		linger, seq := c.linger, c.doneSeq

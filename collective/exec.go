@@ -7,9 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
-	"github.com/ringo-ml/ringo/internal/reduce"
+	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/transport"
 	"github.com/ringo-ml/ringo/internal/wire"
 	"github.com/ringo-ml/ringo/ring"
@@ -223,15 +222,11 @@ func (w *worker) run(c *Communicator) {
 // opState is the one operation in flight. The communicator owns it and
 // reuses it from call to call, so the data path allocates nothing.
 type opState struct {
-	hdr    wire.Header // the call's fingerprint (Step, Chunk, PayloadLen vary per frame)
-	plan   *plan
-	lay    layout
-	dst    []byte
-	src    []byte
-	tmp    []byte
-	es     int // element size in bytes
-	kernel reduce.Op
-	cb     int // chunk bytes, a multiple of es
+	engine.Call // Hdr is the call's fingerprint (Step, Chunk, PayloadLen vary per frame)
+	plan        *plan
+	lay         layout
+	tmp         []byte
+	cb          int // chunk bytes, a multiple of ES
 
 	workers    []*worker // one per lane, in plan.lanes order
 	recvChunks []int
@@ -243,7 +238,6 @@ type opState struct {
 	laneDone   chan error
 
 	prepared bool // prepare ran: the progress counters describe this op
-	onShm    bool // runs on the shared-memory engine
 
 	mu     sync.Mutex
 	failed atomic.Bool
@@ -348,23 +342,23 @@ func (o *opState) seg(r ring.Ref) []byte {
 	var parts int
 	switch r.Buf {
 	case ring.Dst:
-		buf, parts = o.dst, o.lay.dstParts
+		buf, parts = o.Dst, o.lay.dstParts
 	case ring.Src:
-		buf, parts = o.src, o.lay.srcParts
+		buf, parts = o.Src, o.lay.srcParts
 	case ring.Tmp:
 		buf, parts = o.tmp, o.lay.tmpParts
 	default:
 		panic(fmt.Sprintf("collective: no bytes for %v", r))
 	}
-	off, n := ring.Split(len(buf)/o.es, parts, r.Seg)
-	return buf[off*o.es : (off+n)*o.es]
+	off, n := ring.Split(len(buf)/o.ES, parts, r.Seg)
+	return buf[off*o.ES : (off+n)*o.ES]
 }
 
 // segLen is the byte length of any segment, Stage included.
 func (o *opState) segLen(r ring.Ref) int {
 	if r.Buf == ring.Stage {
 		_, n := ring.Split(o.lay.stageTotal, o.lay.stageParts, r.Seg)
-		return n * o.es
+		return n * o.ES
 	}
 	return len(o.seg(r))
 }
@@ -451,15 +445,10 @@ func (e *frameError) Error() string {
 
 func (e *frameError) Unwrap() error { return e.err }
 
-// mismatchError is a frame whose fingerprint differs from this rank's call.
-type mismatchError struct{ msg string }
-
-func (e *mismatchError) Error() string { return e.msg }
-
 // runSends executes a send lane in order.
 func (c *Communicator) runSends(o *opState, w *worker) error {
 	out := w.stream
-	h := o.hdr
+	h := o.Hdr
 	for k, j := range w.lane.items {
 		s := &o.plan.sends[j]
 		w.item.Store(int64(k))
@@ -579,9 +568,9 @@ func (c *Communicator) runRecvs(o *opState, w *worker) error {
 			}
 			switch rv.kind {
 			case ring.RecvReduce:
-				reduceBytes(o.hdr.DType, o.kernel, to[lo:hi], p)
+				engine.ReduceInto(o.Hdr.DType, o.Kernel, to[lo:hi], p)
 			case ring.RecvCopyReduce, ring.RecvStageReduce:
-				reduceBytes(o.hdr.DType, o.kernel, p, with[lo:hi])
+				engine.ReduceInto(o.Hdr.DType, o.Kernel, p, with[lo:hi])
 			}
 			if rv.kind == ring.RecvStage || rv.kind == ring.RecvStageReduce {
 				o.stageIn++
@@ -604,19 +593,19 @@ func (c *Communicator) readHeader(o *opState, w *worker, rv *xrecv, chunk, plen 
 		return &frameError{peer: rv.peer, step: rv.step, chunk: chunk,
 			err: fmt.Errorf("%w: a %s frame on the data stream", ErrProtocol, f.Kind)}
 	}
-	got, want := &f.Data, &o.hdr
+	got, want := &f.Data, &o.Hdr
 	if got.Epoch != want.Epoch || got.Seq != want.Seq || got.Op != want.Op || got.DType != want.DType ||
 		got.Count != want.Count || got.Reduce != want.Reduce || got.Root != want.Root {
-		return &mismatchError{fmt.Sprintf("rank %d called %s, rank %d called %s",
-			c.rank, describe(want), rv.peer, describe(got))}
+		return &engine.Mismatch{Msg: fmt.Sprintf("rank %d called %s, rank %d called %s",
+			c.rank, engine.Describe(want), rv.peer, engine.Describe(got))}
 	}
 	if got.Algo != want.Algo {
-		return &mismatchError{fmt.Sprintf("rank %d runs %s with the %s algorithm, rank %d with %s (do all ranks use the same Algorithm setting?)",
-			c.rank, describe(want), want.Algo, rv.peer, got.Algo)}
+		return &engine.Mismatch{Msg: fmt.Sprintf("rank %d runs %s with the %s algorithm, rank %d with %s (do all ranks use the same Algorithm setting?)",
+			c.rank, engine.Describe(want), want.Algo, rv.peer, got.Algo)}
 	}
 	if got.Step != uint32(rv.step) || got.Chunk != uint32(chunk) || got.PayloadLen != uint32(plen) {
-		return &mismatchError{fmt.Sprintf("in %s rank %d expected step %d chunk %d of %d bytes from rank %d, which sent step %d chunk %d of %d bytes (do the ranks use the same chunk size?)",
-			describe(want), c.rank, rv.step, chunk, plen, rv.peer, got.Step, got.Chunk, got.PayloadLen)}
+		return &engine.Mismatch{Msg: fmt.Sprintf("in %s rank %d expected step %d chunk %d of %d bytes from rank %d, which sent step %d chunk %d of %d bytes (do the ranks use the same chunk size?)",
+			engine.Describe(want), c.rank, rv.step, chunk, plen, rv.peer, got.Step, got.Chunk, got.PayloadLen)}
 	}
 	return nil
 }
@@ -658,47 +647,6 @@ func (w *worker) writeFrame(hdr, p []byte) error {
 func (o *opState) runLocal() {
 	for _, l := range o.plan.local {
 		copy(o.seg(l.To), o.seg(l.From))
-	}
-}
-
-// asF32 and asF64 view byte ranges of float buffers as floats again. The
-// bytes always come from []float32/[]float64 slices or from the
-// communicator's 8-byte aligned scratch, so alignment holds.
-func asF32(b []byte) []float32 {
-	if len(b) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)
-}
-
-func asF64(b []byte) []float64 {
-	if len(b) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*float64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
-}
-
-func bytesOf[T float32 | float64](s []T) []byte {
-	if len(s) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(s[0])))
-}
-
-// alignedBytes allocates n bytes aligned for float64.
-func alignedBytes(n int) []byte {
-	return bytesOf(make([]float64, (n+7)/8))[:n]
-}
-
-// reduceBytes sets dst = dst ⊕ src elementwise.
-func reduceBytes(dt wire.DType, op reduce.Op, dst, src []byte) {
-	if len(dst) == 0 {
-		return
-	}
-	if dt == wire.Float64 {
-		reduce.Float64(op, asF64(dst), asF64(src))
-	} else {
-		reduce.Float32(op, asF32(dst), asF32(src))
 	}
 }
 

@@ -163,9 +163,9 @@ func TestZeroAllocsShm(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before := comms[0].shm.zeroCopies.Load()
+	before := comms[0].shm.ZeroCopies()
 	expectNoAllocsOn(t, comms, bufs, 200)
-	if comms[0].shm.zeroCopies.Load() == before {
+	if comms[0].shm.ZeroCopies() == before {
 		t.Error("the registered buffers did not take the zero-copy path")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/netem"
 )
 
@@ -294,7 +295,7 @@ func TestDefaultTransportOnTheWire(t *testing.T) {
 			}
 			w := &wireRuns{runs: map[uint64][]byte{}}
 			for _, x := range tensors {
-				w.add(bytesOf(x))
+				w.add(engine.Bytes(x))
 			}
 			wire := g.captured()
 			g.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/reduce"
 	"github.com/ringo-ml/ringo/internal/transport"
 	"github.com/ringo-ml/ringo/internal/wire"
@@ -24,9 +25,9 @@ type tensor struct {
 func asTensor(name string, v any, allowNil bool) (tensor, error) {
 	switch s := v.(type) {
 	case []float32:
-		return tensor{bytesOf(s), wire.Float32, len(s)}, nil
+		return tensor{engine.Bytes(s), wire.Float32, len(s)}, nil
 	case []float64:
-		return tensor{bytesOf(s), wire.Float64, len(s)}, nil
+		return tensor{engine.Bytes(s), wire.Float64, len(s)}, nil
 	case nil:
 		if allowNil {
 			return tensor{}, nil
@@ -48,8 +49,8 @@ func (c *Communicator) AllReduce(ctx context.Context, buf any, op Op, opts ...Ca
 	}
 	h.DType, h.Count, h.Reduce = t.dt, uint64(t.n), op.wire()
 	return c.do(ctx, &h, err, opts, func(o *opState) {
-		o.dst, o.lay.dstParts = t.b, c.world
-		o.kernel = op.kernel()
+		o.Dst, o.lay.dstParts = t.b, c.world
+		o.Kernel = op.kernel()
 	}, op == Avg)
 }
 
@@ -63,7 +64,7 @@ func (c *Communicator) Broadcast(ctx context.Context, buf any, root int, opts ..
 	}
 	h.DType, h.Count, h.Root = t.dt, uint64(t.n), int32(root)
 	return c.do(ctx, &h, err, opts, func(o *opState) {
-		o.dst, o.lay.dstParts = t.b, 1
+		o.Dst, o.lay.dstParts = t.b, 1
 	}, false)
 }
 
@@ -87,9 +88,9 @@ func (c *Communicator) Reduce(ctx context.Context, dst, src any, op Op, root int
 	}
 	h.DType, h.Count, h.Reduce, h.Root = s.dt, uint64(s.n), op.wire(), int32(root)
 	return c.do(ctx, &h, err, opts, func(o *opState) {
-		o.src, o.dst = s.b, d.b
+		o.Src, o.Dst = s.b, d.b
 		o.lay = layout{dstParts: 1, srcParts: 1, stageTotal: s.n, stageParts: 1}
-		o.kernel = op.kernel()
+		o.Kernel = op.kernel()
 	}, op == Avg && c.rank == root)
 }
 
@@ -110,7 +111,7 @@ func (c *Communicator) Gather(ctx context.Context, dst, src any, root int, opts 
 	}
 	h.DType, h.Count, h.Root = s.dt, uint64(s.n), int32(root)
 	return c.do(ctx, &h, err, opts, func(o *opState) {
-		o.src, o.dst = s.b, d.b
+		o.Src, o.Dst = s.b, d.b
 		o.lay = layout{dstParts: c.world, srcParts: 1, stageTotal: s.n * c.world, stageParts: c.world}
 	}, false)
 }
@@ -128,7 +129,7 @@ func (c *Communicator) AllGather(ctx context.Context, dst, src any, opts ...Call
 	}
 	h.DType, h.Count = s.dt, uint64(s.n)
 	return c.do(ctx, &h, err, opts, func(o *opState) {
-		o.src, o.dst = s.b, d.b
+		o.Src, o.Dst = s.b, d.b
 		o.lay = layout{dstParts: c.world, srcParts: 1}
 	}, false)
 }
@@ -150,17 +151,17 @@ func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op, o
 	}
 	h.DType, h.Count, h.Reduce = d.dt, uint64(d.n), op.wire()
 	return c.do(ctx, &h, err, opts, func(o *opState) {
-		o.src, o.dst = s.b, d.b
+		o.Src, o.Dst = s.b, d.b
 		o.lay = layout{dstParts: 1, srcParts: c.world, tmpParts: c.world}
 		o.tmp = c.tmpBytes(len(s.b))
-		o.kernel = op.kernel()
+		o.Kernel = op.kernel()
 	}, op == Avg)
 }
 
 // Barrier returns once every rank has entered it.
 func (c *Communicator) Barrier(ctx context.Context, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpBarrier, DType: wire.Float32, Root: -1}
-	return c.do(ctx, &h, nil, opts, func(o *opState) { o.kernel = reduce.Sum }, false)
+	return c.do(ctx, &h, nil, opts, func(o *opState) { o.Kernel = reduce.Sum }, false)
 }
 
 // SendRecv sends src to the next rank of the ring and receives the previous
@@ -176,7 +177,7 @@ func (c *Communicator) SendRecv(ctx context.Context, dst, src any, opts ...CallO
 	}
 	h.DType, h.Count = s.dt, uint64(s.n)
 	return c.do(ctx, &h, err, opts, func(o *opState) {
-		o.src, o.dst = s.b, d.b
+		o.Src, o.Dst = s.b, d.b
 		o.lay = layout{dstParts: 1, srcParts: 1}
 	}, false)
 }
@@ -241,10 +242,10 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 	h.Seq = c.seq
 	c.mu.Unlock()
 	if closed {
-		return &OpError{Rank: c.rank, Call: describe(h), Err: ErrClosed}
+		return &OpError{Rank: c.rank, Call: engine.Describe(h), Err: ErrClosed}
 	}
 	if cause != nil {
-		return &OpError{Rank: c.rank, Call: describe(h), Err: fmt.Errorf("%w: %w", ErrPoisoned, cause)}
+		return &OpError{Rank: c.rank, Call: engine.Describe(h), Err: fmt.Errorf("%w: %w", ErrPoisoned, cause)}
 	}
 	c.board.begin(c, ctx, h)
 	defer func() {
@@ -258,9 +259,9 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 	o := c.op
 	*o = opState{workers: o.workers[:0], recvChunks: o.recvChunks, sendChunks: o.sendChunks,
 		recvDone: o.recvDone, sendDone: o.sendDone, laneDone: o.laneDone}
-	o.hdr = *h
-	o.es = h.DType.Size()
-	o.cb = c.cb / o.es * o.es
+	o.Hdr = *h
+	o.ES = h.DType.Size()
+	o.cb = c.cb / o.ES * o.ES
 	setup(o)
 	var timeout time.Duration
 	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
@@ -274,11 +275,11 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 			c.mu.Unlock()
 			if gone {
 				err := fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, p)
-				c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, describe(h), err))
-				return &OpError{Rank: c.rank, Call: describe(h), Err: err}
+				c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, engine.Describe(h), err))
+				return &OpError{Rank: c.rank, Call: engine.Describe(h), Err: err}
 			}
 		}
-		if err := c.runShm(ctx, o, timeout); err != nil {
+		if err := c.shm.Run(ctx, &o.Call, timeout); err != nil {
 			return c.failed(h, o, err)
 		}
 		if avg {
@@ -303,8 +304,8 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 		c.mu.Unlock()
 		if gone {
 			err := fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, ln.peer)
-			c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, describe(h), err))
-			return &OpError{Rank: c.rank, Call: describe(h), Err: err}
+			c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, engine.Describe(h), err))
+			return &OpError{Rank: c.rank, Call: engine.Describe(h), Err: err}
 		}
 		if err := c.linkFor(ctx, ln.peer); err != nil {
 			return c.failed(h, o, fmt.Errorf("%w: %w", ErrPeerLost, err))
@@ -327,18 +328,18 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 
 // divide finishes Avg: the reduced sum divided by the world size.
 func (c *Communicator) divide(o *opState) {
-	buf := o.dst
-	if o.hdr.DType == wire.Float64 {
-		reduce.Div64(asF64(buf), float64(c.world))
+	buf := o.Dst
+	if o.Hdr.DType == wire.Float64 {
+		reduce.Div64(engine.F64(buf), float64(c.world))
 	} else {
-		reduce.Div32(asF32(buf), float32(c.world))
+		reduce.Div32(engine.F32(buf), float32(c.world))
 	}
 }
 
 // failed classifies an operation's failure, poisons the communicator and
 // returns the caller's error.
 func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
-	call := describe(h)
+	call := engine.Describe(h)
 	c.mu.Lock()
 	cause := c.cause
 	c.mu.Unlock()
@@ -346,12 +347,12 @@ func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
 		return &OpError{Rank: c.rank, Call: call, Err: cause}
 	}
 	var code wire.Code
-	var mm *mismatchError
+	var mm *engine.Mismatch
 	var fe *frameError
 	switch {
 	case errors.As(err, &mm):
 		code = wire.CodeMismatch
-		err = fmt.Errorf("%w: %s", ErrMismatch, mm.msg)
+		err = fmt.Errorf("%w: %s", ErrMismatch, mm.Msg)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		code = wire.CodeTimeout
 		if errors.Is(err, context.Canceled) {
@@ -396,7 +397,7 @@ func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
 	}
 	reason := fmt.Sprintf("rank %d: %s: %v", c.rank, call, err)
 	if code == wire.CodeMismatch {
-		reason = mm.msg
+		reason = mm.Msg
 	}
 	c.poison(err, code, reason)
 	return &OpError{Rank: c.rank, Call: call, Err: err}

@@ -7,6 +7,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/ringo-ml/ringo/internal/engine/shmem"
 )
 
 // allRanks runs f on every rank at once and joins the errors.
@@ -46,7 +48,7 @@ func TestRegistered(t *testing.T) {
 	zc := func() int64 {
 		var s int64
 		for _, c := range comms {
-			s += c.shm.zeroCopies.Load()
+			s += c.shm.ZeroCopies()
 		}
 		return s
 	}
@@ -98,7 +100,7 @@ func TestRegistered(t *testing.T) {
 	check32("max", Max, 100, -1, true)
 	check32("one rank's buffer is ordinary memory", Sum, 0, 1, false)
 
-	// float64, and a tensor below regMin takes the windows.
+	// float64, and a tensor below shmem.ZeroCopyMin takes the windows.
 	for _, count := range []int{n, 1000} {
 		before := zc()
 		if err := allRanks(comms, func(r int, c *Communicator) error {
@@ -116,7 +118,7 @@ func TestRegistered(t *testing.T) {
 				}
 			}
 		}
-		if got, want := zc()-before, map[bool]int64{true: 3, false: 0}[count*8 >= regMin]; got != want {
+		if got, want := zc()-before, map[bool]int64{true: 3, false: 0}[count*8 >= shmem.ZeroCopyMin]; got != want {
 			t.Errorf("float64 %d: %d zero-copy ranks, want %d", count, got, want)
 		}
 	}
@@ -163,14 +165,7 @@ func TestRegistered(t *testing.T) {
 		}
 	}
 	for r, c := range comms {
-		c.shm.reg.mu.Lock()
-		mapped := 0
-		for k := range c.shm.reg.peers {
-			if k[0] == 1 {
-				mapped++
-			}
-		}
-		c.shm.reg.mu.Unlock()
+		mapped := c.shm.Mappings(1)
 		if r != 1 && mapped != 2 { // b32[1] and the last b64[1]
 			t.Errorf("rank %d holds %d mappings of rank 1's regions, want 2", r, mapped)
 		}
@@ -241,7 +236,7 @@ func TestRegisteredOthers(t *testing.T) {
 	zc := func() int64 {
 		var s int64
 		for _, c := range comms {
-			s += c.shm.zeroCopies.Load()
+			s += c.shm.ZeroCopies()
 		}
 		return s
 	}

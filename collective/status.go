@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/wire"
 )
 
@@ -83,7 +84,7 @@ func (c *Communicator) Status() Status {
 	if !b.active {
 		return s
 	}
-	op := OpStatus{Seq: b.hdr.Seq, Call: describe(&b.hdr), Algorithm: b.hdr.Algo.String(),
+	op := OpStatus{Seq: b.hdr.Seq, Call: engine.Describe(&b.hdr), Algorithm: b.hdr.Algo.String(),
 		Bytes: int(b.hdr.Count) * b.hdr.DType.Size(), Started: b.started, Deadline: b.deadline,
 		Connecting: !b.running}
 	switch {
@@ -92,7 +93,7 @@ func (c *Communicator) Status() Status {
 	case c.shm != nil:
 		// The shared-memory path has no links to report; it keeps its own
 		// progress in atomics.
-		op.Connecting, op.Detail = false, c.shmReport()
+		op.Connecting, op.Detail = false, c.shm.Report()
 	}
 	s.Ops = []OpStatus{op}
 	return s
@@ -381,7 +382,7 @@ func (b *statusBoard) lane(o *opState, ln *lane, w *worker) LinkStatus {
 // links of the ring (the ring needs no empty opening frame: its first
 // chunk opens the operation).
 func phase(o *opState, world, step int) string {
-	if o.hdr.Op != wire.OpAllReduce || o.hdr.Algo != wire.AlgoRing || world < 2 {
+	if o.Hdr.Op != wire.OpAllReduce || o.Hdr.Algo != wire.AlgoRing || world < 2 {
 		return ""
 	}
 	switch {
@@ -407,8 +408,8 @@ func (c *Communicator) stallReport(o *opState) stall {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.running {
-		if o.onShm {
-			return stall{report: c.shmReport()}
+		if c.shm != nil {
+			return stall{report: c.shm.Report()}
 		}
 		return stall{report: "while connecting to a peer"}
 	}

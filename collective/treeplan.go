@@ -1,6 +1,7 @@
 package collective
 
 import (
+	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/wire"
 	"github.com/ringo-ml/ringo/tree"
 )
@@ -58,7 +59,7 @@ func (c *Communicator) treePlan(op wire.Op, root int, name string) *plan {
 
 // treeLayout adjusts the buffer layout of o for its tree schedule.
 func (c *Communicator) treeLayout(o *opState, name string) {
-	switch o.hdr.Op {
+	switch o.Hdr.Op {
 	case wire.OpBarrier: // recursive doubling on an empty buffer
 		o.lay.dstParts = 1
 	case wire.OpAllReduce:
@@ -67,10 +68,10 @@ func (c *Communicator) treeLayout(o *opState, name string) {
 			o.lay.dstParts = 2
 		}
 	case wire.OpReduce:
-		o.tmp = c.tmpBytes(len(o.src))
+		o.tmp = c.tmpBytes(len(o.Src))
 		o.lay.tmpParts = 1
 	case wire.OpGather:
-		o.tmp = c.tmpBytes(c.world * len(o.src))
+		o.tmp = c.tmpBytes(c.world * len(o.Src))
 		o.lay.tmpParts = c.world
 	}
 }
@@ -78,7 +79,7 @@ func (c *Communicator) treeLayout(o *opState, name string) {
 // tmpBytes returns the communicator's scratch buffer, grown to n bytes.
 func (c *Communicator) tmpBytes(n int) []byte {
 	if cap(c.tmp) < n {
-		c.tmp = alignedBytes(n)
+		c.tmp = engine.AlignedBytes(n)
 	}
 	return c.tmp[:n]
 }

@@ -1,8 +1,9 @@
 package collective
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/ringo-ml/ringo/internal/engine"
 
 	"github.com/ringo-ml/ringo/internal/reduce"
 	"github.com/ringo-ml/ringo/internal/wire"
@@ -75,7 +76,8 @@ const (
 	Auto Algorithm = iota
 	// Ring runs the pipelined ring schedules of package ring.
 	Ring
-	// Tree runs tree schedules (not available yet: calls fail with ErrInvalid).
+	// Tree runs the tree schedules of package tree (recursive doubling,
+	// double binary tree, binomial trees), where a call has one.
 	Tree
 )
 
@@ -97,21 +99,24 @@ var (
 	// ErrMismatch: ranks called different collectives (or the same one with
 	// different types, counts, operators or roots) at the same point in
 	// their sequences. The message names both calls.
-	ErrMismatch = errors.New("mismatched collective calls")
+	ErrMismatch = engine.ErrMismatch
 	// ErrPeerLost: a peer died, closed its communicator, or its connection
 	// failed. The message names the peer.
-	ErrPeerLost = errors.New("peer lost")
+	ErrPeerLost = engine.ErrPeerLost
 	// ErrAborted: a peer aborted the operation for a reason of its own
 	// (its context expired, it was cancelled, or it hit a protocol error).
-	ErrAborted = errors.New("aborted by a peer")
+	ErrAborted = engine.ErrAborted
 	// ErrClosed: this rank's communicator was closed.
-	ErrClosed = errors.New("communicator closed")
+	ErrClosed = engine.ErrClosed
 	// ErrPoisoned: an earlier operation failed, so the communicator can no
 	// longer be used; the error also wraps that first failure.
-	ErrPoisoned = errors.New("communicator unusable after an earlier failure")
+	ErrPoisoned = engine.ErrPoisoned
 	// ErrInvalid: bad arguments (nil or mismatched buffers, root out of
 	// range, unknown operator); nothing was sent.
-	ErrInvalid = errors.New("invalid argument")
+	ErrInvalid = engine.ErrInvalid
+	// ErrProtocol: a peer sent a frame that breaks the protocol (malformed,
+	// or of the wrong kind), or bytes on a lane were altered on the way.
+	ErrProtocol = engine.ErrProtocol
 )
 
 // OpError describes a failed operation.
@@ -126,22 +131,3 @@ func (e *OpError) Error() string {
 }
 
 func (e *OpError) Unwrap() error { return e.Err }
-
-// describe formats a call the way error messages name it.
-func describe(h *wire.Header) string {
-	var args string
-	switch h.Op {
-	case wire.OpBarrier:
-	case wire.OpBroadcast:
-		args = fmt.Sprintf("%s[%d], root %d", h.DType, h.Count, h.Root)
-	case wire.OpGather:
-		args = fmt.Sprintf("%s[%d], root %d", h.DType, h.Count, h.Root)
-	case wire.OpReduce:
-		args = fmt.Sprintf("%s[%d], %s, root %d", h.DType, h.Count, h.Reduce, h.Root)
-	case wire.OpAllReduce, wire.OpReduceScatter:
-		args = fmt.Sprintf("%s[%d], %s", h.DType, h.Count, h.Reduce)
-	default:
-		args = fmt.Sprintf("%s[%d]", h.DType, h.Count)
-	}
-	return fmt.Sprintf("%s(%s) #%d", h.Op, args, h.Seq)
-}
