@@ -27,59 +27,41 @@ const naryMax = 8
 
 // naryPool holds naryMax inputs of the largest size, random in [1, 2),
 // and a vector of random signs; smaller sizes use prefixes of them.
-var (
-	naryPool32  [][]float32
-	naryPool64  [][]float64
-	naryDst32   []float32
-	naryDst64   []float64
-	narySigns32 []float32 // random ±1
-	narySigns64 []float64
-)
-
-func naryData32(n, k int) (dst []float32, srcs [][]float32) {
-	if naryPool32 == nil {
-		r := rand.New(rand.NewPCG(31, 32))
-		m := narySizes[len(narySizes)-1].bytes / 4
-		for range naryMax {
-			s := make([]float32, m)
-			for i := range s {
-				s[i] = float32(1 + r.Float64())
-			}
-			naryPool32 = append(naryPool32, s)
-		}
-		naryDst32 = make([]float32, m)
-		narySigns32 = make([]float32, m)
-		for i := range narySigns32 {
-			narySigns32[i] = float32(1 - 2*r.IntN(2))
-		}
-	}
-	for _, s := range naryPool32[:k] {
-		srcs = append(srcs, s[:n])
-	}
-	return naryDst32[:n], srcs
+type naryPool[F float] struct {
+	seed  uint64
+	srcs  [][]F
+	dst   []F
+	signs []F // random ±1
 }
 
-func naryData64(n, k int) (dst []float64, srcs [][]float64) {
-	if naryPool64 == nil {
-		r := rand.New(rand.NewPCG(33, 34))
-		m := narySizes[len(narySizes)-1].bytes / 8
+var (
+	naryPool32 = &naryPool[float32]{seed: 31}
+	naryPool64 = &naryPool[float64]{seed: 33}
+)
+
+// data returns dst and k inputs of n elements, filling the pool on first
+// use.
+func (p *naryPool[F]) data(n, k int) (dst []F, srcs [][]F) {
+	if p.srcs == nil {
+		r := rand.New(rand.NewPCG(p.seed, p.seed+1))
+		m := narySizes[len(narySizes)-1].bytes / sizeOf[F]()
 		for range naryMax {
-			s := make([]float64, m)
+			s := make([]F, m)
 			for i := range s {
-				s[i] = 1 + r.Float64()
+				s[i] = F(1 + r.Float64())
 			}
-			naryPool64 = append(naryPool64, s)
+			p.srcs = append(p.srcs, s)
 		}
-		naryDst64 = make([]float64, m)
-		narySigns64 = make([]float64, m)
-		for i := range narySigns64 {
-			narySigns64[i] = float64(1 - 2*r.IntN(2))
+		p.dst = make([]F, m)
+		p.signs = make([]F, m)
+		for i := range p.signs {
+			p.signs[i] = F(1 - 2*r.IntN(2))
 		}
 	}
-	for _, s := range naryPool64[:k] {
+	for _, s := range p.srcs[:k] {
 		srcs = append(srcs, s[:n])
 	}
-	return naryDst64[:n], srcs
+	return p.dst[:n], srcs
 }
 
 // kernelSet is a binary kernel set: the portable one, and in the SIMD build
@@ -96,38 +78,29 @@ type kernelSet struct {
 // the kernel runs (Sum's dst grows by at most 2 per call: no overflow).
 func BenchmarkKernels(b *testing.B) {
 	for _, op := range benchOps {
-		for _, typ := range []string{"f32", "f64"} {
-			for _, s := range narySizes {
-				for _, ks := range kernelSets() {
-					b.Run(fmt.Sprintf("%v/%s/%s/%s", op, typ, s.name, ks.name), func(b *testing.B) {
-						b.SetBytes(int64(2 * s.bytes))
-						b.ReportAllocs()
-						if typ == "f32" {
-							dst, srcs := naryData32(s.bytes/4, 2)
-							copy(dst, srcs[0])
-							src := srcs[1]
-							if op == Prod {
-								src = narySigns32[:len(dst)]
-							}
-							b.ResetTimer()
-							for range b.N {
-								ks.f32(op, dst, src)
-							}
-						} else {
-							dst, srcs := naryData64(s.bytes/8, 2)
-							copy(dst, srcs[0])
-							src := srcs[1]
-							if op == Prod {
-								src = narySigns64[:len(dst)]
-							}
-							b.ResetTimer()
-							for range b.N {
-								ks.f64(op, dst, src)
-							}
-						}
-					})
+		benchKernels(b, op, "f32", naryPool32, func(ks kernelSet) func(Op, []float32, []float32) { return ks.f32 })
+		benchKernels(b, op, "f64", naryPool64, func(ks kernelSet) func(Op, []float64, []float64) { return ks.f64 })
+	}
+}
+
+func benchKernels[F float](b *testing.B, op Op, typ string, pool *naryPool[F], kernel func(kernelSet) func(Op, []F, []F)) {
+	for _, s := range narySizes {
+		for _, ks := range kernelSets() {
+			f := kernel(ks)
+			b.Run(fmt.Sprintf("%v/%s/%s/%s", op, typ, s.name, ks.name), func(b *testing.B) {
+				b.SetBytes(int64(2 * s.bytes))
+				b.ReportAllocs()
+				dst, srcs := pool.data(s.bytes/sizeOf[F](), 2)
+				copy(dst, srcs[0])
+				src := srcs[1]
+				if op == Prod {
+					src = pool.signs[:len(dst)]
 				}
-			}
+				b.ResetTimer()
+				for range b.N {
+					f(op, dst, src)
+				}
+			})
 		}
 	}
 }
@@ -136,59 +109,45 @@ func BenchmarkKernels(b *testing.B) {
 // shared-memory engine did before it (copy, then one pass of the build's
 // binary kernel per further input), "tiled" the tiled n-ary kernel over the
 // build's binary kernel (the default build's choice).
-type naryImpl struct {
+type naryImpl[F float] struct {
 	name string
-	f32  func(dst []float32, srcs [][]float32)
-	f64  func(dst []float64, srcs [][]float64)
+	f    func(dst []F, srcs [][]F)
 }
 
-func naryImpls() []naryImpl {
-	return []naryImpl{
-		{"passes",
-			func(dst []float32, srcs [][]float32) {
-				copy(dst, srcs[0])
-				for _, s := range srcs[1:] {
-					Float32(Sum, dst, s)
-				}
-			},
-			func(dst []float64, srcs [][]float64) {
-				copy(dst, srcs[0])
-				for _, s := range srcs[1:] {
-					Float64(Sum, dst, s)
-				}
-			}},
-		{"tiled",
-			func(dst []float32, srcs [][]float32) { tiled(Sum, dst, srcs, tileBytes/4, binary32) },
-			func(dst []float64, srcs [][]float64) { tiled(Sum, dst, srcs, tileBytes/8, binary64) }},
-		{"chosen",
-			func(dst []float32, srcs [][]float32) { Reduce32(Sum, dst, srcs) },
-			func(dst []float64, srcs [][]float64) { Reduce64(Sum, dst, srcs) }},
+// naryImpls returns them for the element type of binary (Float32 or
+// Float64, with the build's kernel binaryKernel, tile elements per tile and
+// reduce Reduce32 or Reduce64).
+func naryImpls[F float](binary, binaryKernel func(Op, []F, []F), tile int, reduce func(Op, []F, [][]F)) []naryImpl[F] {
+	return []naryImpl[F]{
+		{"passes", func(dst []F, srcs [][]F) {
+			copy(dst, srcs[0])
+			for _, s := range srcs[1:] {
+				binary(Sum, dst, s)
+			}
+		}},
+		{"tiled", func(dst []F, srcs [][]F) { tiled(Sum, dst, srcs, tile, binaryKernel) }},
+		{"chosen", func(dst []F, srcs [][]F) { reduce(Sum, dst, srcs) }},
 	}
 }
 
 func BenchmarkReduceN(b *testing.B) {
-	for _, typ := range []string{"f32", "f64"} {
-		for _, k := range []int{2, 4, 8} {
-			for _, s := range narySizes {
-				for _, im := range naryImpls() {
-					b.Run(fmt.Sprintf("%s/n=%d/%s/%s", typ, k, s.name, im.name), func(b *testing.B) {
-						b.SetBytes(int64(k * s.bytes))
-						b.ReportAllocs()
-						if typ == "f32" {
-							dst, srcs := naryData32(s.bytes/4, k)
-							b.ResetTimer()
-							for range b.N {
-								im.f32(dst, srcs)
-							}
-						} else {
-							dst, srcs := naryData64(s.bytes/8, k)
-							b.ResetTimer()
-							for range b.N {
-								im.f64(dst, srcs)
-							}
-						}
-					})
-				}
+	benchReduceN(b, "f32", naryPool32, naryImpls(Float32, binary32, tile32, Reduce32))
+	benchReduceN(b, "f64", naryPool64, naryImpls(Float64, binary64, tile64, Reduce64))
+}
+
+func benchReduceN[F float](b *testing.B, typ string, pool *naryPool[F], impls []naryImpl[F]) {
+	for _, k := range []int{2, 4, 8} {
+		for _, s := range narySizes {
+			for _, im := range impls {
+				b.Run(fmt.Sprintf("%s/n=%d/%s/%s", typ, k, s.name, im.name), func(b *testing.B) {
+					b.SetBytes(int64(k * s.bytes))
+					b.ReportAllocs()
+					dst, srcs := pool.data(s.bytes/sizeOf[F](), k)
+					b.ResetTimer()
+					for range b.N {
+						im.f(dst, srcs)
+					}
+				})
 			}
 		}
 	}
@@ -202,7 +161,7 @@ func BenchmarkReduceTile(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/tile=%dK", s.name, tb>>10), func(b *testing.B) {
 				const k = 4
 				b.SetBytes(int64(k * s.bytes))
-				dst, srcs := naryData32(s.bytes/4, k)
+				dst, srcs := naryPool32.data(s.bytes/4, k)
 				b.ResetTimer()
 				for range b.N {
 					tiled(Sum, dst, srcs, tb/4, scalar32)

@@ -57,22 +57,18 @@ func newBenchData[F float](n int) *benchData[F] {
 	return d
 }
 
-func getBench32(bytes int) *benchData[float32] {
-	n := bytes / 4
-	if bench32[n] == nil {
-		bench32[n] = newBenchData[float32](n)
-	}
-	d := bench32[n]
-	copy(d.dst, d.pristine)
-	return d
-}
+func getBench32(bytes int) *benchData[float32] { return getBench(bench32, bytes) }
 
-func getBench64(bytes int) *benchData[float64] {
-	n := bytes / 8
-	if bench64[n] == nil {
-		bench64[n] = newBenchData[float64](n)
+func getBench64(bytes int) *benchData[float64] { return getBench(bench64, bytes) }
+
+// getBench returns the data for vectors of the given size in bytes, made
+// on first use, with dst reset to pristine.
+func getBench[F float](cache map[int]*benchData[F], bytes int) *benchData[F] {
+	n := bytes / sizeOf[F]()
+	if cache[n] == nil {
+		cache[n] = newBenchData[F](n)
 	}
-	d := bench64[n]
+	d := cache[n]
 	copy(d.dst, d.pristine)
 	return d
 }
@@ -159,26 +155,11 @@ type impl[F float] struct {
 	f    func(dst, src []F)
 }
 
-func benchImpls32(b *testing.B, impls []impl[float32], prod bool) {
+func benchImpls[F float](b *testing.B, impls []impl[F], prod bool, get func(int) *benchData[F]) {
 	for _, im := range impls {
 		for _, s := range benchSizes {
 			b.Run(im.name+"/"+s.name, func(b *testing.B) {
-				d := getBench32(s.bytes)
-				src := d.rnd[:len(d.dst)]
-				if prod {
-					src = d.sign
-				}
-				benchBinary(b, d, src, im.f)
-			})
-		}
-	}
-}
-
-func benchImpls64(b *testing.B, impls []impl[float64], prod bool) {
-	for _, im := range impls {
-		for _, s := range benchSizes {
-			b.Run(im.name+"/"+s.name, func(b *testing.B) {
-				d := getBench64(s.bytes)
+				d := get(s.bytes)
 				src := d.rnd[:len(d.dst)]
 				if prod {
 					src = d.sign
@@ -190,39 +171,39 @@ func benchImpls64(b *testing.B, impls []impl[float64], prod bool) {
 }
 
 func BenchmarkSumImpl32(b *testing.B) {
-	benchImpls32(b, []impl[float32]{
+	benchImpls(b, []impl[float32]{
 		{"loop", sumLoop[float32]},
 		{"unroll4", sumUnroll4[float32]},
 		{"blas32", sumBlas32},
 		{"saxpy", sumSaxpy32},
 		{"chosen", sum32},
-	}, false)
+	}, false, getBench32)
 }
 
 func BenchmarkSumImpl64(b *testing.B) {
-	benchImpls64(b, []impl[float64]{
+	benchImpls(b, []impl[float64]{
 		{"loop", sumLoop[float64]},
 		{"unroll4", sumUnroll4[float64]},
 		{"floatsAdd", sumFloatsAdd64},
 		{"daxpy", sumDaxpy64},
 		{"chosen", sum64},
-	}, false)
+	}, false, getBench64)
 }
 
 func BenchmarkProdImpl32(b *testing.B) {
-	benchImpls32(b, []impl[float32]{
+	benchImpls(b, []impl[float32]{
 		{"loop", prodLoop[float32]},
 		{"unroll4", prodUnroll4[float32]},
 		{"unroll8", prodUnroll8[float32]},
-	}, true)
+	}, true, getBench32)
 }
 
 func BenchmarkProdImpl64(b *testing.B) {
-	benchImpls64(b, []impl[float64]{
+	benchImpls(b, []impl[float64]{
 		{"loop", prodLoop[float64]},
 		{"unroll4", prodUnroll4[float64]},
 		{"unroll8", prodUnroll8[float64]},
-	}, true)
+	}, true, getBench64)
 }
 
 type divImpl[F float] struct {

@@ -8,7 +8,8 @@ import "golang.org/x/sys/cpu"
 // the sums (binary and n-ary), which on CPUs with AVX2 run the one-pass
 // assembly of sum_amd64.s: each input read once, dst written once, 32 float32s (16
 // float64s) in four registers at a time. (The SIMD build, simd_amd64.go,
-// replaces these functions with its own for every operation.)
+// simd32_amd64.go and the generated simd64_amd64.go, replaces these
+// functions with its own for every operation.)
 
 // hasAVX2 gates the assembly; a variable so that tests can take the
 // portable path too.
@@ -42,7 +43,7 @@ func binary64(op Op, dst, src []float64) {
 
 func reduceN32(op Op, dst, dst2 []float32, srcs [][]float32) {
 	if op != Sum || !hasAVX2 || len(srcs) < 2 {
-		tiled(op, dst, srcs, tileBytes/4, scalar32)
+		tiled(op, dst, srcs, tile32, scalar32)
 		copy(dst2, dst)
 		return
 	}
@@ -53,7 +54,7 @@ func reduceN32(op Op, dst, dst2 []float32, srcs [][]float32) {
 
 func reduceN64(op Op, dst, dst2 []float64, srcs [][]float64) {
 	if op != Sum || !hasAVX2 || len(srcs) < 2 {
-		tiled(op, dst, srcs, tileBytes/8, scalar64)
+		tiled(op, dst, srcs, tile64, scalar64)
 		copy(dst2, dst)
 		return
 	}

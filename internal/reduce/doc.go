@@ -143,6 +143,11 @@
 // the compiler does it. TestAVXSpecialPairs checks every pair of special
 // values in every lane against the builtins.
 //
+// The float32 kernels (simd32_amd64.go) are written by hand; the float64
+// kernels (simd64_amd64.go) are generated from them by gen_simd.go, which
+// changes only the types, lane counts and name suffixes. After editing
+// simd32_amd64.go, regenerate with go generate ./internal/reduce.
+//
 // Measured on an otherwise idle 16-vCPU Intel Xeon (AVX-512, 2 MiB L2 per
 // core; Go 1.26, GOAMD64=v1), one core, 5 interleaved rounds of both
 // builds' test binaries, medians; GB/s of input read (dst and src for the
@@ -289,3 +294,5 @@
 //	MinMaxImpl64/branch/steady         6.0 ( 8.7)   6.3 ( 9.7)   5.0 ( 8.1)   5.9 ( 7.1)
 //	MinMaxImpl64/branch/random         7.8 ( 8.3)   2.8 ( 2.9)   2.3 ( 2.6)   3.3 ( 3.9)
 package reduce
+
+//go:generate go run gen_simd.go

@@ -55,6 +55,12 @@ func scalar64(op Op, dst, src []float64) {
 // BenchmarkReduceTile).
 const tileBytes = 8 << 10
 
+// tile32 and tile64 are tileBytes in float32 and float64 elements.
+const (
+	tile32 = tileBytes / 4
+	tile64 = tileBytes / 8
+)
+
 // tiled computes the n-ary reduction (len(srcs) >= 1, every input as long
 // as dst) tile by tile: it copies a tile of srcs[0] into dst and folds the
 // matching tile of srcs[1], srcs[2], ... into it with the binary kernel, so

@@ -1,7 +1,6 @@
 package reduce
 
 import (
-	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -25,129 +24,76 @@ func skipNary(k, n int) bool { return k > 4 && n > 70 && n != 1001 }
 // world sizes, and more than maxStreams of the SIMD build.
 var naryCounts = []int{1, 2, 3, 4, 5, 8, 17, 33}
 
-// passes32 is the reference for Reduce32: copy, then one binary pass of the
-// portable kernel per further input.
-func passes32(op Op, dst []float32, srcs [][]float32) {
+// passes is the reference for Reduce32 and Reduce64: copy, then one binary
+// pass of the portable kernel per further input.
+func passes[F float](op Op, dst []F, srcs [][]F, scalar func(Op, []F, []F)) {
 	copy(dst, srcs[0])
 	for _, s := range srcs[1:] {
-		scalar32(op, dst, s)
+		scalar(op, dst, s)
 	}
 }
 
-func passes64(op Op, dst []float64, srcs [][]float64) {
-	copy(dst, srcs[0])
-	for _, s := range srcs[1:] {
-		scalar64(op, dst, s)
-	}
-}
-
-// exact32 is the comparison of the n-ary and SIMD tests: bit for bit, except
+// exact is the comparison of the n-ary and SIMD tests: bit for bit, except
 // that Sum and Prod may return any NaN where the reference has a NaN (the
 // documented contract: x86 propagates the payload of one operand, and which
 // one depends on operand order that the compiler may swap, because Add and
 // Mul are commutative). Min and Max must match every bit, NaNs included.
-func exact32(op Op, got, want float32) bool {
+func exact[F float](op Op, got, want F) bool {
 	if op == Sum || op == Prod {
-		return same32(got, want)
+		return same(got, want)
 	}
-	return math.Float32bits(got) == math.Float32bits(want)
-}
-
-func exact64(op Op, got, want float64) bool {
-	if op == Sum || op == Prod {
-		return same64(got, want)
-	}
-	return math.Float64bits(got) == math.Float64bits(want)
+	return bits(got) == bits(want)
 }
 
 func TestReduce32(t *testing.T) {
-	forEachPath(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(11, 12))
-		for _, op := range allOps {
-			for _, k := range naryCounts {
-				for _, n := range naryLengths {
-					if skipNary(k, n) {
-						continue
-					}
-					srcs := make([][]float32, k)
-					for j := range srcs {
-						srcs[j] = make([]float32, n)
-						fill32(r, srcs[j])
-					}
-					want := make([]float32, n)
-					passes32(op, want, srcs)
-					got := make([]float32, n)
-					Reduce32(op, got, srcs)
-					for i := range n {
-						if !exact32(op, got[i], want[i]) {
-							t.Fatalf("%v k=%d n=%d i=%d: %#x, want %#x", op, k, n, i,
-								math.Float32bits(got[i]), math.Float32bits(want[i]))
-						}
-						// The reference itself against the scalar semantics.
-						acc := srcs[0][i]
-						for _, s := range srcs[1:] {
-							acc = ref32(op, acc, s[i])
-						}
-						if !same32(want[i], acc) {
-							t.Fatalf("%v k=%d n=%d i=%d: reference %v, want %v", op, k, n, i, want[i], acc)
-						}
-					}
-					// dst may be srcs[0].
-					Reduce32(op, srcs[0], srcs)
-					for i := range n {
-						if !exact32(op, srcs[0][i], want[i]) {
-							t.Fatalf("%v k=%d n=%d i=%d aliased: %#x, want %#x", op, k, n, i,
-								math.Float32bits(srcs[0][i]), math.Float32bits(want[i]))
-						}
-					}
-				}
-			}
-		}
-	})
+	forEachPath(t, func(t *testing.T) { testReduce(t, f32, rand.New(rand.NewPCG(11, 12))) })
 }
 
 func TestReduce64(t *testing.T) {
-	forEachPath(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(13, 14))
-		for _, op := range allOps {
-			for _, k := range naryCounts {
-				for _, n := range naryLengths {
-					if skipNary(k, n) {
-						continue
+	forEachPath(t, func(t *testing.T) { testReduce(t, f64, rand.New(rand.NewPCG(13, 14))) })
+}
+
+// testReduce checks Reduce32 or Reduce64 against passes, and passes
+// against the reference semantics, with and without dst being srcs[0].
+func testReduce[F float](t *testing.T, ty typed[F], r *rand.Rand) {
+	for _, op := range allOps {
+		for _, k := range naryCounts {
+			for _, n := range naryLengths {
+				if skipNary(k, n) {
+					continue
+				}
+				srcs := make([][]F, k)
+				for j := range srcs {
+					srcs[j] = make([]F, n)
+					ty.fill(r, srcs[j])
+				}
+				want := make([]F, n)
+				passes(op, want, srcs, ty.scalar)
+				got := make([]F, n)
+				ty.reduce(op, got, srcs)
+				for i := range n {
+					if !exact(op, got[i], want[i]) {
+						t.Fatalf("%v k=%d n=%d i=%d: %#x, want %#x", op, k, n, i, bits(got[i]), bits(want[i]))
 					}
-					srcs := make([][]float64, k)
-					for j := range srcs {
-						srcs[j] = make([]float64, n)
-						fill64(r, srcs[j])
+					// The reference itself against the scalar semantics.
+					acc := srcs[0][i]
+					for _, s := range srcs[1:] {
+						acc = ref(op, acc, s[i])
 					}
-					want := make([]float64, n)
-					passes64(op, want, srcs)
-					got := make([]float64, n)
-					Reduce64(op, got, srcs)
-					for i := range n {
-						if !exact64(op, got[i], want[i]) {
-							t.Fatalf("%v k=%d n=%d i=%d: %#x, want %#x", op, k, n, i,
-								math.Float64bits(got[i]), math.Float64bits(want[i]))
-						}
-						acc := srcs[0][i]
-						for _, s := range srcs[1:] {
-							acc = ref64(op, acc, s[i])
-						}
-						if !same64(want[i], acc) {
-							t.Fatalf("%v k=%d n=%d i=%d: reference %v, want %v", op, k, n, i, want[i], acc)
-						}
+					if !same(want[i], acc) {
+						t.Fatalf("%v k=%d n=%d i=%d: reference %v, want %v", op, k, n, i, want[i], acc)
 					}
-					Reduce64(op, srcs[0], srcs)
-					for i := range n {
-						if !exact64(op, srcs[0][i], want[i]) {
-							t.Fatalf("%v k=%d n=%d i=%d aliased: %#x, want %#x", op, k, n, i,
-								math.Float64bits(srcs[0][i]), math.Float64bits(want[i]))
-						}
+				}
+				// dst may be srcs[0].
+				ty.reduce(op, srcs[0], srcs)
+				for i := range n {
+					if !exact(op, srcs[0][i], want[i]) {
+						t.Fatalf("%v k=%d n=%d i=%d aliased: %#x, want %#x", op, k, n, i, bits(srcs[0][i]), bits(want[i]))
 					}
 				}
 			}
 		}
-	})
+	}
 }
 
 // TestReduceOrder checks the left-to-right order with values where any
@@ -180,42 +126,34 @@ func TestReduceOrder(t *testing.T) {
 // TestReduceGuardBands checks that Reduce32/64 touch nothing outside dst,
 // at every alignment.
 func TestReduceGuardBands(t *testing.T) {
-	const guard = 19
-	sentinel32 := math.Float32frombits(0x7fc0beef)
-	sentinel64 := math.Float64frombits(0x7ff8deadbeefbeef)
 	r := rand.New(rand.NewPCG(15, 16))
 	forEachPath(t, func(t *testing.T) {
 		for _, n := range []int{0, 1, 7, 9, 31, 33, 63, 65, 1001} {
 			for off := 1; off <= 4; off++ {
 				for _, op := range allOps {
-					d32 := make([]float32, n+2*guard)
-					d64 := make([]float64, n+2*guard)
-					for i := range d32 {
-						d32[i], d64[i] = sentinel32, sentinel64
-					}
-					var s32 [][]float32
-					var s64 [][]float64
-					for range 3 {
-						a, b := make([]float32, n+off), make([]float64, n+off)
-						fill32(r, a)
-						fill64(r, b)
-						s32, s64 = append(s32, a[off:]), append(s64, b[off:])
-					}
-					Reduce32(op, d32[off:off+n], s32)
-					Reduce64(op, d64[off:off+n], s64)
-					for i := range d32 {
-						if i >= off && i < off+n {
-							continue
-						}
-						if math.Float32bits(d32[i]) != math.Float32bits(sentinel32) ||
-							math.Float64bits(d64[i]) != math.Float64bits(sentinel64) {
-							t.Fatalf("%v off=%d n=%d: wrote outside at %d", op, off, n, i-off)
-						}
-					}
+					reduceGuardBands(t, f32, r, op, n, off)
+					reduceGuardBands(t, f64, r, op, n, off)
 				}
 			}
 		}
 	})
+}
+
+func reduceGuardBands[F float](t *testing.T, ty typed[F], r *rand.Rand, op Op, n, off int) {
+	t.Helper()
+	const guard = 19
+	d := make([]F, n+2*guard)
+	for i := range d {
+		d[i] = ty.sentinel
+	}
+	var srcs [][]F
+	for range 3 {
+		s := make([]F, n+off)
+		ty.fill(r, s)
+		srcs = append(srcs, s[off:])
+	}
+	ty.reduce(op, d[off:off+n], srcs)
+	checkGuard(t, "Reduce"+ty.w+" "+op.String(), d, ty.sentinel, off, n)
 }
 
 func TestReducePanics(t *testing.T) {
@@ -243,22 +181,24 @@ func TestReduceZeroAllocs(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		for _, n := range []int{0, 1, 16, 1000, 4097} {
 			for _, k := range []int{1, 2, 8, 20} {
-				d32, d64 := make([]float32, n), make([]float64, n)
-				s32, s64 := make([][]float32, k), make([][]float64, k)
-				for j := range k {
-					s32[j], s64[j] = make([]float32, n), make([]float64, n)
-				}
-				for _, op := range allOps {
-					if a := testing.AllocsPerRun(10, func() { Reduce32(op, d32, s32) }); a != 0 {
-						t.Errorf("Reduce32 %v n=%d k=%d: %v allocs", op, n, k, a)
-					}
-					if a := testing.AllocsPerRun(10, func() { Reduce64(op, d64, s64) }); a != 0 {
-						t.Errorf("Reduce64 %v n=%d k=%d: %v allocs", op, n, k, a)
-					}
-				}
+				reduceZeroAllocs(t, f32, n, k)
+				reduceZeroAllocs(t, f64, n, k)
 			}
 		}
 	})
+}
+
+func reduceZeroAllocs[F float](t *testing.T, ty typed[F], n, k int) {
+	t.Helper()
+	d, srcs := make([]F, n), make([][]F, k)
+	for j := range k {
+		srcs[j] = make([]F, n)
+	}
+	for _, op := range allOps {
+		if a := testing.AllocsPerRun(10, func() { ty.reduce(op, d, srcs) }); a != 0 {
+			t.Errorf("Reduce%s %v n=%d k=%d: %v allocs", ty.w, op, n, k, a)
+		}
+	}
 }
 
 // TestTiled checks the portable n-ary kernel at tile sizes that do not
@@ -274,12 +214,11 @@ func TestTiled(t *testing.T) {
 					fill64(r, srcs[j])
 				}
 				want, got := make([]float64, n), make([]float64, n)
-				passes64(op, want, srcs)
+				passes(op, want, srcs, scalar64)
 				tiled(op, got, srcs, tile, scalar64)
 				for i := range n {
-					if !exact64(op, got[i], want[i]) {
-						t.Fatalf("%v tile=%d n=%d i=%d: %#x, want %#x", op, tile, n, i,
-							math.Float64bits(got[i]), math.Float64bits(want[i]))
+					if !exact(op, got[i], want[i]) {
+						t.Fatalf("%v tile=%d n=%d i=%d: %#x, want %#x", op, tile, n, i, bits(got[i]), bits(want[i]))
 					}
 				}
 			}
@@ -289,42 +228,43 @@ func TestTiled(t *testing.T) {
 
 // TestReduceTo2 checks that Reduce32To2 and Reduce64To2 leave Reduce32's
 // and Reduce64's bits in both destinations, for every op, length and
-// number of inputs, on every path.
+// number of inputs, on every path, and that they refuse a dst2 of another
+// length.
 func TestReduceTo2(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(11, 12))
-		for _, op := range []Op{Sum, Prod, Min, Max} {
+		for _, op := range allOps {
 			for _, k := range []int{1, 2, 4, 5} {
 				for _, n := range []int{0, 1, 31, 32, 33, 100, 1001} {
-					s32 := make([][]float32, k)
-					s64 := make([][]float64, k)
-					for j := range k {
-						s32[j], s64[j] = make([]float32, n), make([]float64, n)
-						for i := range n {
-							s32[j][i], s64[j][i] = float32(rng.NormFloat64()), rng.NormFloat64()
-						}
-					}
-					w32, a32, b32 := make([]float32, n), make([]float32, n), make([]float32, n)
-					w64, a64, b64 := make([]float64, n), make([]float64, n), make([]float64, n)
-					Reduce32(op, w32, s32)
-					Reduce32To2(op, a32, b32, s32)
-					Reduce64(op, w64, s64)
-					Reduce64To2(op, a64, b64, s64)
-					for i := range n {
-						if !exact32(op, a32[i], w32[i]) || !exact32(op, b32[i], w32[i]) ||
-							!exact64(op, a64[i], w64[i]) || !exact64(op, b64[i], w64[i]) {
-							t.Fatalf("%v, %d inputs of %d: element %d: %v %v want %v; %v %v want %v",
-								op, k, n, i, a32[i], b32[i], w32[i], a64[i], b64[i], w64[i])
-						}
-					}
+					reduceTo2(t, f32, rng, op, k, n)
+					reduceTo2(t, f64, rng, op, k, n)
 				}
 			}
 		}
 	})
-	defer func() {
-		if recover() == nil {
-			t.Error("a dst2 of another length was accepted")
+	wantPanic(t, "Reduce32To2 short dst2", errLength, func() {
+		Reduce32To2(Sum, make([]float32, 4), make([]float32, 3), [][]float32{make([]float32, 4)})
+	})
+	wantPanic(t, "Reduce64To2 long dst2", errLength, func() {
+		Reduce64To2(Sum, make([]float64, 4), make([]float64, 5), [][]float64{make([]float64, 4)})
+	})
+}
+
+func reduceTo2[F float](t *testing.T, ty typed[F], rng *rand.Rand, op Op, k, n int) {
+	t.Helper()
+	srcs := make([][]F, k)
+	for j := range k {
+		srcs[j] = make([]F, n)
+		for i := range n {
+			srcs[j][i] = F(rng.NormFloat64())
 		}
-	}()
-	Reduce32To2(Sum, make([]float32, 4), make([]float32, 3), [][]float32{make([]float32, 4)})
+	}
+	w, a, b := make([]F, n), make([]F, n), make([]F, n)
+	ty.reduce(op, w, srcs)
+	ty.to2(op, a, b, srcs)
+	for i := range n {
+		if !exact(op, a[i], w[i]) || !exact(op, b[i], w[i]) {
+			t.Fatalf("Reduce%sTo2 %v, %d inputs of %d: element %d: %v %v want %v", ty.w, op, k, n, i, a[i], b[i], w[i])
+		}
+	}
 }

@@ -63,42 +63,54 @@ func refMin(a, b float64) float64 {
 	return b
 }
 
-func ref32(op Op, a, b float32) float32 {
+// ref is a ⊕ b by the reference semantics (Min and Max computed in
+// float64, which represents every float32 exactly).
+func ref[F float](op Op, a, b F) F {
 	switch op {
 	case Sum:
 		return a + b
 	case Prod:
 		return a * b
 	case Min:
-		return float32(refMin(float64(a), float64(b)))
+		return F(refMin(float64(a), float64(b)))
 	case Max:
-		return float32(refMax(float64(a), float64(b)))
+		return F(refMax(float64(a), float64(b)))
 	}
 	panic("bad op")
 }
 
-func ref64(op Op, a, b float64) float64 {
-	switch op {
-	case Sum:
-		return a + b
-	case Prod:
-		return a * b
-	case Min:
-		return refMin(a, b)
-	case Max:
-		return refMax(a, b)
+// bits returns the bits of x (a float32's in the low 32).
+func bits[F float](x F) uint64 {
+	if f, ok := any(x).(float32); ok {
+		return uint64(math.Float32bits(f))
 	}
-	panic("bad op")
+	return math.Float64bits(float64(x))
 }
 
-// same32 reports whether a and b are bit-identical or both NaN.
-func same32(a, b float32) bool {
-	return math.Float32bits(a) == math.Float32bits(b) || (a != a && b != b)
+// same reports whether a and b are bit-identical or both NaN.
+func same[F float](a, b F) bool {
+	return bits(a) == bits(b) || (a != a && b != b)
 }
 
-func same64(a, b float64) bool {
-	return math.Float64bits(a) == math.Float64bits(b) || (a != a && b != b)
+// typed is what the tests written once for both element types need to
+// know about one of them: the package's functions for it, its portable
+// kernel and its test data.
+type typed[F float] struct {
+	w        string                                 // "32", "64": the suffix of the names
+	binary   func(op Op, dst, src []F)              // Float32, Float64
+	reduce   func(op Op, dst []F, srcs [][]F)       // Reduce32, Reduce64
+	to2      func(op Op, dst, dst2 []F, srcs [][]F) // Reduce32To2, Reduce64To2
+	div      func(dst []F, n F)                     // Div32, Div64
+	scalar   func(op Op, dst, src []F)              // scalar32, scalar64
+	fill     func(r *rand.Rand, x []F)              // fill32, fill64
+	specials []F                                    // specials32, specials64
+	sentinel F                                      // a NaN that shows any write
 }
+
+var (
+	f32 = typed[float32]{"32", Float32, Reduce32, Reduce32To2, Div32, scalar32, fill32, specials32, math.Float32frombits(0x7fc0beef)}
+	f64 = typed[float64]{"64", Float64, Reduce64, Reduce64To2, Div64, scalar64, fill64, specials64, math.Float64frombits(0x7ff8deadbeefbeef)}
+)
 
 var specials64 = []float64{
 	math.NaN(), -math.NaN(), math.Float64frombits(0x7ff0000000000001), // signalling NaN
@@ -147,53 +159,31 @@ func fill32(r *rand.Rand, x []float32) {
 	}
 }
 
-func TestFloat32(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, op := range allOps {
-		for _, n := range testLengths {
-			for trial := range 3 {
-				a, b := make([]float32, n), make([]float32, n)
-				fill32(r, a)
-				fill32(r, b)
-				ab, ba := append([]float32(nil), a...), append([]float32(nil), b...)
-				Float32(op, ab, b)
-				Float32(op, ba, a)
-				for i := range n {
-					want := ref32(op, a[i], b[i])
-					if !same32(ab[i], want) {
-						t.Fatalf("%v n=%d trial=%d i=%d: %v ⊕ %v = %v (%#x), want %v (%#x)",
-							op, n, trial, i, a[i], b[i], ab[i], math.Float32bits(ab[i]), want, math.Float32bits(want))
-					}
-					if !same32(ab[i], ba[i]) {
-						t.Fatalf("%v n=%d i=%d not commutative: %v ⊕ %v = %#x, reversed %#x",
-							op, n, i, a[i], b[i], math.Float32bits(ab[i]), math.Float32bits(ba[i]))
-					}
-				}
-			}
-		}
-	}
-}
+func TestFloat32(t *testing.T) { testBinary(t, f32, rand.New(rand.NewPCG(1, 2))) }
 
-func TestFloat64(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
+func TestFloat64(t *testing.T) { testBinary(t, f64, rand.New(rand.NewPCG(3, 4))) }
+
+// testBinary checks Float32 or Float64 against the reference semantics,
+// and that the result does not depend on the operand order.
+func testBinary[F float](t *testing.T, ty typed[F], r *rand.Rand) {
 	for _, op := range allOps {
 		for _, n := range testLengths {
 			for trial := range 3 {
-				a, b := make([]float64, n), make([]float64, n)
-				fill64(r, a)
-				fill64(r, b)
-				ab, ba := append([]float64(nil), a...), append([]float64(nil), b...)
-				Float64(op, ab, b)
-				Float64(op, ba, a)
+				a, b := make([]F, n), make([]F, n)
+				ty.fill(r, a)
+				ty.fill(r, b)
+				ab, ba := append([]F(nil), a...), append([]F(nil), b...)
+				ty.binary(op, ab, b)
+				ty.binary(op, ba, a)
 				for i := range n {
-					want := ref64(op, a[i], b[i])
-					if !same64(ab[i], want) {
+					want := ref(op, a[i], b[i])
+					if !same(ab[i], want) {
 						t.Fatalf("%v n=%d trial=%d i=%d: %v ⊕ %v = %v (%#x), want %v (%#x)",
-							op, n, trial, i, a[i], b[i], ab[i], math.Float64bits(ab[i]), want, math.Float64bits(want))
+							op, n, trial, i, a[i], b[i], ab[i], bits(ab[i]), want, bits(want))
 					}
-					if !same64(ab[i], ba[i]) {
+					if !same(ab[i], ba[i]) {
 						t.Fatalf("%v n=%d i=%d not commutative: %v ⊕ %v = %#x, reversed %#x",
-							op, n, i, a[i], b[i], math.Float64bits(ab[i]), math.Float64bits(ba[i]))
+							op, n, i, a[i], b[i], bits(ab[i]), bits(ba[i]))
 					}
 				}
 			}
@@ -216,18 +206,18 @@ func TestSignedZeroAndNaN(t *testing.T) {
 		{Sum, inf, -inf, nan}, {Prod, 0, inf, nan}, {Prod, negZero, 3, negZero},
 	}
 	for _, c := range cases {
-		d64 := []float64{c.a}
-		Float64(c.op, d64, []float64{c.b})
-		if !same64(d64[0], c.want) {
-			t.Errorf("Float64(%v, %v, %v) = %v (sign %v), want %v (sign %v)",
-				c.op, c.a, c.b, d64[0], math.Signbit(d64[0]), c.want, math.Signbit(c.want))
-		}
-		d32 := []float32{float32(c.a)}
-		Float32(c.op, d32, []float32{float32(c.b)})
-		if !same32(d32[0], float32(c.want)) {
-			t.Errorf("Float32(%v, %v, %v) = %v (sign %v), want %v",
-				c.op, c.a, c.b, d32[0], math.Signbit(float64(d32[0])), c.want)
-		}
+		checkCase(t, f64, c.op, c.a, c.b, c.want)
+		checkCase(t, f32, c.op, float32(c.a), float32(c.b), float32(c.want))
+	}
+}
+
+func checkCase[F float](t *testing.T, ty typed[F], op Op, a, b, want F) {
+	t.Helper()
+	d := []F{a}
+	ty.binary(op, d, []F{b})
+	if !same(d[0], want) {
+		t.Errorf("Float%s(%v, %v, %v) = %v (sign %v), want %v (sign %v)",
+			ty.w, op, a, b, d[0], math.Signbit(float64(d[0])), want, math.Signbit(float64(want)))
 	}
 }
 
@@ -244,14 +234,18 @@ func TestDiv(t *testing.T) {
 			fill32(r, a32)
 			got32 := append([]float32(nil), a32...)
 			Div32(got32, float32(dv))
-			for i := range n {
-				if want := a64[i] / dv; !same64(got64[i], want) {
-					t.Fatalf("Div64 n=%d i=%d: %v / %v = %v, want %v", n, i, a64[i], dv, got64[i], want)
-				}
-				if want := a32[i] / float32(dv); !same32(got32[i], want) {
-					t.Fatalf("Div32 n=%d i=%d: %v / %v = %v, want %v", n, i, a32[i], float32(dv), got32[i], want)
-				}
-			}
+			checkDiv(t, "Div64", a64, got64, dv)
+			checkDiv(t, "Div32", a32, got32, float32(dv))
+		}
+	}
+}
+
+// checkDiv checks that got is a / dv element by element.
+func checkDiv[F float](t *testing.T, name string, a, got []F, dv F) {
+	t.Helper()
+	for i := range a {
+		if want := a[i] / dv; !same(got[i], want) {
+			t.Fatalf("%s n=%d i=%d: %v / %v = %v, want %v", name, len(a), i, a[i], dv, got[i], want)
 		}
 	}
 }
@@ -296,10 +290,7 @@ func TestDiv64Concurrent(t *testing.T) {
 // y + x, subnormals and infinities included.
 func TestAlternatives(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	k32 := map[string]struct {
-		op Op
-		f  func(dst, src []float32)
-	}{
+	k32 := map[string]altKernel[float32]{
 		"sumLoop":     {Sum, sumLoop[float32]},
 		"sumUnroll4":  {Sum, sumUnroll4[float32]},
 		"sumBlas32":   {Sum, sumBlas32},
@@ -315,10 +306,7 @@ func TestAlternatives(t *testing.T) {
 		"minUnroll4":  {Min, minUnroll4[float32]},
 		"minBranch32": {Min, minBranch32},
 	}
-	k64 := map[string]struct {
-		op Op
-		f  func(dst, src []float64)
-	}{
+	k64 := map[string]altKernel[float64]{
 		"sumLoop":        {Sum, sumLoop[float64]},
 		"sumUnroll4":     {Sum, sumUnroll4[float64]},
 		"sumFloatsAdd64": {Sum, sumFloatsAdd64},
@@ -346,44 +334,39 @@ func TestAlternatives(t *testing.T) {
 		fill32(r, b32)
 		fill64(r, a64)
 		fill64(r, b64)
-		for name, k := range k32 {
-			got := append([]float32(nil), a32...)
-			k.f(got, b32)
-			for i := range n {
-				if want := ref32(k.op, a32[i], b32[i]); !same32(got[i], want) {
-					t.Fatalf("%s n=%d i=%d: %v, %v -> %#x, want %#x", name, n, i, a32[i], b32[i],
-						math.Float32bits(got[i]), math.Float32bits(want))
-				}
-			}
-		}
-		for name, k := range k64 {
-			got := append([]float64(nil), a64...)
-			k.f(got, b64)
-			for i := range n {
-				if want := ref64(k.op, a64[i], b64[i]); !same64(got[i], want) {
-					t.Fatalf("%s n=%d i=%d: %v, %v -> %#x, want %#x", name, n, i, a64[i], b64[i],
-						math.Float64bits(got[i]), math.Float64bits(want))
-				}
-			}
-		}
+		checkAlts(t, k32, a32, b32)
+		checkAlts(t, k64, a64, b64)
 		for name, f := range d64 {
 			for _, dv := range []float64{3, 0x1p-1074, math.Inf(-1)} {
 				got := append([]float64(nil), a64...)
 				f(got, dv)
-				for i := range n {
-					if !same64(got[i], a64[i]/dv) {
-						t.Fatalf("%s n=%d i=%d: %v / %v = %v", name, n, i, a64[i], dv, got[i])
-					}
-				}
+				checkDiv(t, name, a64, got, dv)
 			}
 		}
 		for name, f := range d32 {
 			got := append([]float32(nil), a32...)
 			f(got, 3)
-			for i := range n {
-				if !same32(got[i], a32[i]/3) {
-					t.Fatalf("%s n=%d i=%d: %v / 3 = %v", name, n, i, a32[i], got[i])
-				}
+			checkDiv(t, name, a32, got, 3)
+		}
+	}
+}
+
+// altKernel is a binary kernel of one op.
+type altKernel[F float] struct {
+	op Op
+	f  func(dst, src []F)
+}
+
+// checkAlts runs each kernel on a copy of a and b and checks the result
+// against the reference.
+func checkAlts[F float](t *testing.T, kernels map[string]altKernel[F], a, b []F) {
+	t.Helper()
+	for name, k := range kernels {
+		got := append([]F(nil), a...)
+		k.f(got, b)
+		for i := range a {
+			if want := ref(k.op, a[i], b[i]); !same(got[i], want) {
+				t.Fatalf("%s n=%d i=%d: %v, %v -> %#x, want %#x", name, len(a), i, a[i], b[i], bits(got[i]), bits(want))
 			}
 		}
 	}
@@ -393,47 +376,39 @@ func TestAlternatives(t *testing.T) {
 // assembly paths see every alignment) of larger slices filled with a
 // sentinel, and checks that nothing outside the sub-slice changed.
 func TestGuardBands(t *testing.T) {
-	const guard = 19
-	sentinel32 := math.Float32frombits(0x7fc0beef) // a NaN: any write shows
-	sentinel64 := math.Float64frombits(0x7ff8deadbeefbeef)
 	r := rand.New(rand.NewPCG(9, 10))
-	check32 := func(name string, buf []float32, off, n int) {
-		for i, v := range buf {
-			if (i < off || i >= off+n) && math.Float32bits(v) != math.Float32bits(sentinel32) {
-				t.Fatalf("%s off=%d n=%d: wrote outside at %d", name, off, n, i-off)
-			}
-		}
-	}
-	check64 := func(name string, buf []float64, off, n int) {
-		for i, v := range buf {
-			if (i < off || i >= off+n) && math.Float64bits(v) != math.Float64bits(sentinel64) {
-				t.Fatalf("%s off=%d n=%d: wrote outside at %d", name, off, n, i-off)
-			}
-		}
-	}
 	for _, n := range testLengths {
 		for off := 1; off <= 4; off++ { // 1..4 elements: misaligned and aligned starts
-			d32, s32 := make([]float32, n+2*guard), make([]float32, n+2*guard)
-			d64, s64 := make([]float64, n+2*guard), make([]float64, n+2*guard)
-			for _, op := range allOps {
-				for i := range d32 {
-					d32[i], s32[i], d64[i], s64[i] = sentinel32, sentinel32, sentinel64, sentinel64
-				}
-				fill32(r, d32[off:off+n])
-				fill32(r, s32[off:off+n])
-				fill64(r, d64[off:off+n])
-				fill64(r, s64[off:off+n])
-				Float32(op, d32[off:off+n], s32[off:off+n])
-				Float64(op, d64[off:off+n], s64[off:off+n])
-				check32("Float32 "+op.String()+" dst", d32, off, n)
-				check32("Float32 "+op.String()+" src", s32, off, n)
-				check64("Float64 "+op.String()+" dst", d64, off, n)
-				check64("Float64 "+op.String()+" src", s64, off, n)
-			}
-			Div32(d32[off:off+n], 3)
-			Div64(d64[off:off+n], 3)
-			check32("Div32", d32, off, n)
-			check64("Div64", d64, off, n)
+			guardBands(t, f32, r, n, off)
+			guardBands(t, f64, r, n, off)
+		}
+	}
+}
+
+func guardBands[F float](t *testing.T, ty typed[F], r *rand.Rand, n, off int) {
+	t.Helper()
+	const guard = 19
+	d, s := make([]F, n+2*guard), make([]F, n+2*guard)
+	for _, op := range allOps {
+		for i := range d {
+			d[i], s[i] = ty.sentinel, ty.sentinel
+		}
+		ty.fill(r, d[off:off+n])
+		ty.fill(r, s[off:off+n])
+		ty.binary(op, d[off:off+n], s[off:off+n])
+		checkGuard(t, "Float"+ty.w+" "+op.String()+" dst", d, ty.sentinel, off, n)
+		checkGuard(t, "Float"+ty.w+" "+op.String()+" src", s, ty.sentinel, off, n)
+	}
+	ty.div(d[off:off+n], 3)
+	checkGuard(t, "Div"+ty.w, d, ty.sentinel, off, n)
+}
+
+// checkGuard checks that buf holds sentinel outside buf[off:off+n].
+func checkGuard[F float](t *testing.T, name string, buf []F, sentinel F, off, n int) {
+	t.Helper()
+	for i, v := range buf {
+		if (i < off || i >= off+n) && bits(v) != bits(sentinel) {
+			t.Fatalf("%s off=%d n=%d: wrote outside at %d", name, off, n, i-off)
 		}
 	}
 }
@@ -441,23 +416,23 @@ func TestGuardBands(t *testing.T) {
 // TestAliased checks dst and src being the same slice.
 func TestAliased(t *testing.T) {
 	for _, n := range []int{5, 100, 1000} {
-		x32 := make([]float32, n)
-		x64 := make([]float64, n)
+		aliased(t, f32, n)
+		aliased(t, f64, n)
+	}
+}
+
+func aliased[F float](t *testing.T, ty typed[F], n int) {
+	t.Helper()
+	x := make([]F, n)
+	for i := range n {
+		x[i] = F(i) - 50.5
+	}
+	for _, op := range allOps {
+		g := append([]F(nil), x...)
+		ty.binary(op, g, g)
 		for i := range n {
-			x32[i], x64[i] = float32(i)-50.5, float64(i)-50.5
-		}
-		for _, op := range allOps {
-			g32 := append([]float32(nil), x32...)
-			g64 := append([]float64(nil), x64...)
-			Float32(op, g32, g32)
-			Float64(op, g64, g64)
-			for i := range n {
-				if w := ref32(op, x32[i], x32[i]); !same32(g32[i], w) {
-					t.Fatalf("Float32 %v aliased n=%d i=%d: %v, want %v", op, n, i, g32[i], w)
-				}
-				if w := ref64(op, x64[i], x64[i]); !same64(g64[i], w) {
-					t.Fatalf("Float64 %v aliased n=%d i=%d: %v, want %v", op, n, i, g64[i], w)
-				}
+			if w := ref(op, x[i], x[i]); !same(g[i], w) {
+				t.Fatalf("Float%s %v aliased n=%d i=%d: %v, want %v", ty.w, op, n, i, g[i], w)
 			}
 		}
 	}
@@ -480,23 +455,23 @@ func wantPanic(t *testing.T, name, msg string, f func()) {
 }
 
 func TestPanics(t *testing.T) {
+	panics(t, f32)
+	panics(t, f64)
+}
+
+func panics[F float](t *testing.T, ty typed[F]) {
+	t.Helper()
 	const lenMsg = "reduce: slice lengths do not match"
+	name := "Float" + ty.w
 	for _, op := range allOps {
 		for _, l := range [][2]int{{0, 1}, {1, 0}, {3, 4}, {100, 99}} {
-			wantPanic(t, "Float32 "+op.String(), lenMsg, func() {
-				Float32(op, make([]float32, l[0]), make([]float32, l[1]))
-			})
-			wantPanic(t, "Float64 "+op.String(), lenMsg, func() {
-				Float64(op, make([]float64, l[0]), make([]float64, l[1]))
-			})
+			wantPanic(t, name+" "+op.String(), lenMsg, func() { ty.binary(op, make([]F, l[0]), make([]F, l[1])) })
 		}
 	}
 	for _, op := range []Op{0, 5, 255} {
 		msg := "reduce: invalid Op " + op.String()
-		wantPanic(t, "Float32 invalid", msg, func() { Float32(op, make([]float32, 2), make([]float32, 2)) })
-		wantPanic(t, "Float64 invalid", msg, func() { Float64(op, make([]float64, 2), make([]float64, 2)) })
-		wantPanic(t, "Float32 invalid, empty", msg, func() { Float32(op, nil, nil) })
-		wantPanic(t, "Float64 invalid, empty", msg, func() { Float64(op, nil, nil) })
+		wantPanic(t, name+" invalid", msg, func() { ty.binary(op, make([]F, 2), make([]F, 2)) })
+		wantPanic(t, name+" invalid, empty", msg, func() { ty.binary(op, nil, nil) })
 	}
 }
 

@@ -3,7 +3,6 @@
 package reduce
 
 import (
-	"math"
 	"math/rand/v2"
 	"simd/archsimd"
 	"testing"
@@ -31,9 +30,10 @@ func needAVX2(t *testing.T) {
 	}
 }
 
-// The builtins, one element at a time: the semantics the vector Min and
-// Max must reproduce bit for bit (they are what the portable kernels run).
-func loop32(op Op, dst, src []float32) {
+// loop is the builtins, one element at a time: the semantics the vector
+// Min and Max must reproduce bit for bit (they are what the portable
+// kernels run).
+func loop[F float](op Op, dst, src []F) {
 	for i := range dst {
 		switch op {
 		case Sum:
@@ -48,20 +48,18 @@ func loop32(op Op, dst, src []float32) {
 	}
 }
 
-func loop64(op Op, dst, src []float64) {
-	for i := range dst {
-		switch op {
-		case Sum:
-			dst[i] += src[i]
-		case Prod:
-			dst[i] *= src[i]
-		case Min:
-			dst[i] = min(dst[i], src[i])
-		case Max:
-			dst[i] = max(dst[i], src[i])
-		}
-	}
+// avxKernels is the AVX2 side of one element type.
+type avxKernels[F float] struct {
+	typed[F]
+	lanes int                                     // per vector
+	avx   func(op Op, dst, src []F)               // avx32, avx64
+	fused func(op Op, dst, first []F, rest [][]F) // fusedAVX32, fusedAVX64
 }
+
+var (
+	avxF32 = avxKernels[float32]{f32, 8, avx32, fusedAVX32}
+	avxF64 = avxKernels[float64]{f64, 4, avx64, fusedAVX64}
+)
 
 // TestAVXSpecialPairs runs every pair of special values through every lane
 // of the vector kernels and compares with the builtins bit for bit (NaN
@@ -69,44 +67,29 @@ func loop64(op Op, dst, src []float64) {
 func TestAVXSpecialPairs(t *testing.T) {
 	needAVX2(t)
 	for _, op := range allOps {
-		var a32, b32 []float32
-		for _, x := range specials32 {
-			for _, y := range specials32 {
-				a32, b32 = append(a32, x), append(b32, y)
-			}
+		specialPairs(t, avxF32, op)
+		specialPairs(t, avxF64, op)
+	}
+}
+
+func specialPairs[F float](t *testing.T, k avxKernels[F], op Op) {
+	t.Helper()
+	var a, b []F
+	for _, x := range k.specials {
+		for _, y := range k.specials {
+			a, b = append(a, x), append(b, y)
 		}
-		var a64, b64 []float64
-		for _, x := range specials64 {
-			for _, y := range specials64 {
-				a64, b64 = append(a64, x), append(b64, y)
-			}
-		}
-		// Every rotation puts every pair in every lane of a block.
-		for rot := range 32 {
-			ra32 := append(append([]float32(nil), a32[rot:]...), a32[:rot]...)
-			rb32 := append(append([]float32(nil), b32[rot:]...), b32[:rot]...)
-			got, want := append([]float32(nil), ra32...), append([]float32(nil), ra32...)
-			avx32(op, got, rb32)
-			loop32(op, want, rb32)
-			for i := range got {
-				if !exact32(op, got[i], want[i]) {
-					t.Fatalf("avx32 %v(%v, %v) = %#x, want %#x", op, ra32[i], rb32[i],
-						math.Float32bits(got[i]), math.Float32bits(want[i]))
-				}
-			}
-			if rot >= 16 {
-				continue
-			}
-			ra64 := append(append([]float64(nil), a64[rot:]...), a64[:rot]...)
-			rb64 := append(append([]float64(nil), b64[rot:]...), b64[:rot]...)
-			g64, w64 := append([]float64(nil), ra64...), append([]float64(nil), ra64...)
-			avx64(op, g64, rb64)
-			loop64(op, w64, rb64)
-			for i := range g64 {
-				if !exact64(op, g64[i], w64[i]) {
-					t.Fatalf("avx64 %v(%v, %v) = %#x, want %#x", op, ra64[i], rb64[i],
-						math.Float64bits(g64[i]), math.Float64bits(w64[i]))
-				}
+	}
+	// Every rotation puts every pair in every lane of a block.
+	for rot := range 4 * k.lanes {
+		ra := append(append([]F(nil), a[rot:]...), a[:rot]...)
+		rb := append(append([]F(nil), b[rot:]...), b[:rot]...)
+		got, want := append([]F(nil), ra...), append([]F(nil), ra...)
+		k.avx(op, got, rb)
+		loop(op, want, rb)
+		for i := range got {
+			if !exact(op, got[i], want[i]) {
+				t.Fatalf("avx%s %v(%v, %v) = %#x, want %#x", k.w, op, ra[i], rb[i], bits(got[i]), bits(want[i]))
 			}
 		}
 	}
@@ -117,40 +100,33 @@ func TestAVXSpecialPairs(t *testing.T) {
 // and checks that they write nothing outside dst.
 func TestAVXKernels(t *testing.T) {
 	needAVX2(t)
-	const guard = 9
 	r := rand.New(rand.NewPCG(21, 22))
 	lengths := append([]int(nil), naryLengths...)
 	lengths = append(lengths, 100003)
 	for _, op := range allOps {
 		for _, n := range lengths {
 			for off := range 4 {
-				a32, b32 := make([]float32, n+off+guard), make([]float32, n+off)
-				fill32(r, a32)
-				fill32(r, b32)
-				got := append([]float32(nil), a32...)
-				want := append([]float32(nil), a32...)
-				avx32(op, got[off:off+n], b32[off:])
-				loop32(op, want[off:off+n], b32[off:])
-				for i := range got {
-					if !exact32(op, got[i], want[i]) {
-						t.Fatalf("avx32 %v n=%d off=%d i=%d: %v ⊕ %v = %#x, want %#x", op, n, off, i-off,
-							a32[i], b32[min(i, len(b32)-1)], math.Float32bits(got[i]), math.Float32bits(want[i]))
-					}
-				}
-				a64, b64 := make([]float64, n+off+guard), make([]float64, n+off)
-				fill64(r, a64)
-				fill64(r, b64)
-				g64 := append([]float64(nil), a64...)
-				w64 := append([]float64(nil), a64...)
-				avx64(op, g64[off:off+n], b64[off:])
-				loop64(op, w64[off:off+n], b64[off:])
-				for i := range g64 {
-					if !exact64(op, g64[i], w64[i]) {
-						t.Fatalf("avx64 %v n=%d off=%d i=%d: %#x, want %#x", op, n, off, i-off,
-							math.Float64bits(g64[i]), math.Float64bits(w64[i]))
-					}
-				}
+				avxKernel(t, avxF32, r, op, n, off)
+				avxKernel(t, avxF64, r, op, n, off)
 			}
+		}
+	}
+}
+
+func avxKernel[F float](t *testing.T, k avxKernels[F], r *rand.Rand, op Op, n, off int) {
+	t.Helper()
+	const guard = 9
+	a, b := make([]F, n+off+guard), make([]F, n+off)
+	k.fill(r, a)
+	k.fill(r, b)
+	got := append([]F(nil), a...)
+	want := append([]F(nil), a...)
+	k.avx(op, got[off:off+n], b[off:])
+	loop(op, want[off:off+n], b[off:])
+	for i := range got {
+		if !exact(op, got[i], want[i]) {
+			t.Fatalf("avx%s %v n=%d off=%d i=%d: %v ⊕ %v = %#x, want %#x", k.w, op, n, off, i-off,
+				a[i], b[min(i, len(b)-1)], bits(got[i]), bits(want[i]))
 		}
 	}
 }
@@ -162,17 +138,23 @@ func TestAVXFusedFromDst(t *testing.T) {
 	r := rand.New(rand.NewPCG(23, 24))
 	for _, op := range allOps {
 		for _, n := range []int{0, 5, 40, 77, 1001} {
-			dst, src := make([]float32, n), make([]float32, n)
-			fill32(r, dst)
-			fill32(r, src)
-			want := append([]float32(nil), dst...)
-			loop32(op, want, src)
-			fusedAVX32(op, dst, dst, [][]float32{src})
-			for i := range n {
-				if !exact32(op, dst[i], want[i]) {
-					t.Fatalf("%v n=%d i=%d: %#x, want %#x", op, n, i, math.Float32bits(dst[i]), math.Float32bits(want[i]))
-				}
-			}
+			fusedFromDst(t, avxF32, r, op, n)
+			fusedFromDst(t, avxF64, r, op, n)
+		}
+	}
+}
+
+func fusedFromDst[F float](t *testing.T, k avxKernels[F], r *rand.Rand, op Op, n int) {
+	t.Helper()
+	dst, src := make([]F, n), make([]F, n)
+	k.fill(r, dst)
+	k.fill(r, src)
+	want := append([]F(nil), dst...)
+	loop(op, want, src)
+	k.fused(op, dst, dst, [][]F{src})
+	for i := range n {
+		if !exact(op, dst[i], want[i]) {
+			t.Fatalf("fusedAVX%s %v n=%d i=%d: %#x, want %#x", k.w, op, n, i, bits(dst[i]), bits(want[i]))
 		}
 	}
 }
@@ -183,20 +165,26 @@ func TestAVXFloatAPI(t *testing.T) {
 		r := rand.New(rand.NewPCG(25, 26))
 		for _, op := range allOps {
 			for _, n := range []int{0, 3, 8, 31, 32, 33, 1000} {
-				a, b := make([]float64, n), make([]float64, n)
-				fill64(r, a)
-				fill64(r, b)
-				got, want := append([]float64(nil), a...), append([]float64(nil), a...)
-				Float64(op, got, b)
-				loop64(op, want, b)
-				for i := range n {
-					if !exact64(op, got[i], want[i]) {
-						t.Fatalf("%v n=%d i=%d: %#x, want %#x", op, n, i, math.Float64bits(got[i]), math.Float64bits(want[i]))
-					}
-				}
+				floatAPI(t, f64, r, op, n)
+				floatAPI(t, f32, r, op, n)
 			}
 		}
 	})
+}
+
+func floatAPI[F float](t *testing.T, ty typed[F], r *rand.Rand, op Op, n int) {
+	t.Helper()
+	a, b := make([]F, n), make([]F, n)
+	ty.fill(r, a)
+	ty.fill(r, b)
+	got, want := append([]F(nil), a...), append([]F(nil), a...)
+	ty.binary(op, got, b)
+	loop(op, want, b)
+	for i := range n {
+		if !exact(op, got[i], want[i]) {
+			t.Fatalf("Float%s %v n=%d i=%d: %#x, want %#x", ty.w, op, n, i, bits(got[i]), bits(want[i]))
+		}
+	}
 }
 
 // kernelSets: the portable kernels and AVX2. The portable set clears the
