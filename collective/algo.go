@@ -19,7 +19,7 @@ import (
 type CallOption struct {
 	algo  Algorithm
 	over  Transport // a data path (Over)
-	sched string    // a specific schedule by name (calibration)
+	sched Schedule  // a specific schedule (calibration)
 }
 
 // Using runs the call with algorithm a instead of Config.Algorithm. Every
@@ -39,13 +39,13 @@ func callAlgo(opts []CallOption) Algorithm {
 }
 
 // callSched is the schedule the options name, if any.
-func callSched(opts []CallOption) string {
+func callSched(opts []CallOption) Schedule {
 	for _, o := range opts {
-		if o.sched != "" {
+		if o.sched != 0 {
 			return o.sched
 		}
 	}
-	return ""
+	return 0
 }
 
 // Costs are the link and kernel parameters of the alpha-beta-gamma model
@@ -91,14 +91,14 @@ func (k Costs) String() string {
 	return fmt.Sprintf("α=%v β=%.3g ns/B γ=%.3g ns/B", k.Alpha.Round(100*time.Nanosecond), k.Beta*1e9, k.Gamma*1e9)
 }
 
-// allReduceScheds names the AllReduce schedules in Costs.AllReduce order.
-var allReduceScheds = [3]string{"ring", nameRD, nameDBT}
+// allReduceScheds are the AllReduce schedules in Costs.AllReduce order.
+var allReduceScheds = [3]Schedule{ScheduleRing, ScheduleRecursiveDoubling, ScheduleDoubleBinaryTree}
 
 // Choice is the algorithm and data path Auto picked for a call, with the
 // reason.
 type Choice struct {
-	Algorithm Algorithm
-	Name      string // the schedule: "ring", "recursive doubling", "double binary tree", "binomial tree", "shared memory"
+	Algorithm Algorithm // Ring or Tree: the family of Schedule
+	Schedule  Schedule
 	// Transport is what carries the call's bytes: TransportTLS,
 	// TransportQUIC, TransportTCP or TransportShm (TransportAuto for
 	// in-process pipes).
@@ -109,8 +109,8 @@ type Choice struct {
 
 // candidate is one algorithm's estimate for a call on one path.
 type candidate struct {
-	algo Algorithm
-	name string
+	algo  Algorithm
+	sched Schedule
 	t    float64 // seconds
 	path dataPath
 }
@@ -130,8 +130,12 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates
 	a, b, g := k.Alpha.Seconds(), k.Beta, k.Gamma
 	depth := float64(bits.Len(uint(world - 1))) // ceil(log2 n)
 	var out candidates
-	add := func(algo Algorithm, name string, t float64) {
-		out.c[out.n] = candidate{algo: algo, name: name, t: t}
+	add := func(sched Schedule, t float64) {
+		algo := Ring
+		if sched.Tree() {
+			algo = Tree
+		}
+		out.c[out.n] = candidate{algo: algo, sched: sched, t: t}
 		out.n++
 	}
 	c := min(chunk, bytes)
@@ -158,23 +162,23 @@ func (k Costs) estimates(op wire.Op, world int, bytes, chunk float64) candidates
 				t[i] = l.at(calTop) + (bytes-calTop)*max(l.PerByte, ring*per[i]/per[0])
 			}
 		}
-		add(Ring, "ring", max(t[0], 0))
-		add(Tree, nameRD, max(t[1], 0))
-		add(Tree, nameDBT, max(t[2], 0))
+		add(ScheduleRing, max(t[0], 0))
+		add(ScheduleRecursiveDoubling, max(t[1], 0))
+		add(ScheduleDoubleBinaryTree, max(t[2], 0))
 	case wire.OpBroadcast:
-		add(Ring, "ring", (n-1)*(a+c*b)+bytes*b+a)
-		add(Tree, "binomial tree", depth*(a+c*b)+depth*bytes*b+depth*a)
+		add(ScheduleRing, (n-1)*(a+c*b)+bytes*b+a)
+		add(ScheduleBinomialTree, depth*(a+c*b)+depth*bytes*b+depth*a)
 	case wire.OpReduce:
-		add(Ring, "ring", (n-1)*(a+c*b)+bytes*(b+g)+a)
-		add(Tree, "binomial tree", depth*(a+c*b)+depth*bytes*(b+g)+a)
+		add(ScheduleRing, (n-1)*(a+c*b)+bytes*(b+g)+a)
+		add(ScheduleBinomialTree, depth*(a+c*b)+depth*bytes*(b+g)+a)
 	case wire.OpGather:
-		add(Ring, "ring", (n-1)*a+(n-1)*bytes*b+a)
-		add(Tree, "binomial tree", depth*a+(n-1)*bytes*b+a)
+		add(ScheduleRing, (n-1)*a+(n-1)*bytes*b+a)
+		add(ScheduleBinomialTree, depth*a+(n-1)*bytes*b+a)
 	case wire.OpBarrier:
-		add(Ring, "ring", (n-1)*a)
-		add(Tree, "recursive doubling", rdSteps(world)*a)
+		add(ScheduleRing, (n-1)*a)
+		add(ScheduleRecursiveDoubling, rdSteps(world)*a)
 	default: // AllGather, ReduceScatter, SendRecv: the ring only
-		add(Ring, "ring", 0)
+		add(ScheduleRing, 0)
 	}
 	// Insertion sort, stable: ties keep the order above (ring first).
 	for i := 1; i < out.n; i++ {
@@ -211,7 +215,7 @@ func allReducePerByte(world int, b, g float64) [3]float64 {
 
 // choose picks the schedule and data path for a call: the forced ones, or
 // Auto's fastest estimates. It allocates nothing; explain adds the reason.
-func (c *Communicator) choose(op wire.Op, algo Algorithm, over Transport, bytes int, sched string) (Choice, dataPath, error) {
+func (c *Communicator) choose(op wire.Op, algo Algorithm, over Transport, bytes int, sched Schedule) (Choice, dataPath, error) {
 	if algo == Auto {
 		algo = c.algo
 	}
@@ -241,15 +245,15 @@ func (c *Communicator) choose(op wire.Op, algo Algorithm, over Transport, bytes 
 	if len(paths) > 0 {
 		first = paths[0]
 	}
-	if sched != "" { // calibration runs one schedule by name
-		a := Tree
-		if sched == "ring" {
-			a = Ring
+	if sched != 0 { // calibration runs one schedule
+		a := Ring
+		if sched.Tree() {
+			a = Tree
 		}
-		return Choice{Algorithm: a, Name: sched, Transport: c.choiceTransport(first), Reason: "forced"}, first, nil
+		return Choice{Algorithm: a, Schedule: sched, Transport: c.choiceTransport(first), Reason: "forced"}, first, nil
 	}
 	if c.world == 1 || len(paths) == 0 {
-		return Choice{Algorithm: Ring, Name: "ring", Transport: c.choiceTransport(first)}, first, nil
+		return Choice{Algorithm: Ring, Schedule: ScheduleRing, Transport: c.choiceTransport(first)}, first, nil
 	}
 	pick, _ := c.bestOn(paths[0], op, algo, bytes)
 	for _, p := range paths[1:] {
@@ -258,7 +262,7 @@ func (c *Communicator) choose(op wire.Op, algo Algorithm, over Transport, bytes 
 			pick = x
 		}
 	}
-	return Choice{Algorithm: pick.algo, Name: pick.name, Transport: c.choiceTransport(pick.path), Estimate: dur(pick.t)}, pick.path, nil
+	return Choice{Algorithm: pick.algo, Schedule: pick.sched, Transport: c.choiceTransport(pick.path), Estimate: dur(pick.t)}, pick.path, nil
 }
 
 // choiceTransport is what Choice.Transport says of path p.
@@ -321,12 +325,12 @@ const pathMargin = 0.05
 
 // explain is choose with the reason spelt out.
 func (c *Communicator) explain(op wire.Op, algo Algorithm, over Transport, bytes int) (Choice, error) {
-	ch, chosen, err := c.choose(op, algo, over, bytes, "")
+	ch, chosen, err := c.choose(op, algo, over, bytes, 0)
 	if err != nil {
 		return ch, err
 	}
 	if c.shm != nil {
-		return Choice{Algorithm: ch.Algorithm, Name: "shared memory", Transport: TransportShm,
+		return Choice{Algorithm: ch.Algorithm, Schedule: ScheduleSharedMemory, Transport: TransportShm,
 			Reason: "every rank is on this host: each reduces its part of every window from the others' segments"}, nil
 	}
 	if algo == Auto {
@@ -354,7 +358,7 @@ func (c *Communicator) explain(op wire.Op, algo Algorithm, over Transport, bytes
 				if j > 0 {
 					b.WriteString(" < ")
 				}
-				fmt.Fprintf(&b, "%s %v", x.name, dur(x.t))
+				fmt.Fprintf(&b, "%s %v", x.sched, dur(x.t))
 			}
 			b.WriteString(" (" + c.pathCosts[p].String() + ")")
 			if p == chosen {
@@ -607,7 +611,7 @@ func (c *Communicator) timeSchedules(ctx context.Context, cands []calCand, rbuf 
 				i := turns.Nested(rep, k, groups, len(cands)/groups)
 				x := cands[i]
 				if pt.lineUp {
-					if err := c.Barrier(ctx, CallOption{sched: nameRD, over: c.transportOf(x.path)}); err != nil {
+					if err := c.Barrier(ctx, CallOption{sched: ScheduleRecursiveDoubling, over: c.transportOf(x.path)}); err != nil {
 						return t, err
 					}
 				}

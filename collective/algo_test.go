@@ -33,10 +33,10 @@ func TestExplain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ch.Reason == "" || ch.Name == "" || ch.Estimate <= 0 {
+		if ch.Reason == "" || ch.Schedule == 0 || ch.Estimate <= 0 {
 			t.Errorf("%d floats: %+v", size, ch)
 		}
-		t.Logf("%9d floats: %s (%s)", size, ch.Name, ch.Reason)
+		t.Logf("%9d floats: %s (%s)", size, ch.Schedule, ch.Reason)
 	}
 	ch, err := comms[0].Explain("allreduce", 4, 1<<10, collective.Using(collective.Ring))
 	if err != nil || ch.Algorithm != collective.Ring || ch.Reason != "forced" {

@@ -5,104 +5,86 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/wire"
-	"github.com/ringo-ml/ringo/runtime"
 )
 
-// asyncQueue orders a communicator's asynchronous operations, and the
-// blocking calls issued while any is pending, in issue order.
-type asyncQueue struct {
-	mu      sync.Mutex
-	jobs    []*asyncJob
-	pending int           // jobs queued or running
-	exited  chan struct{} // closed when the executor returns; nil when none runs
-	closed  bool
+// Work is an operation that an asynchronous call issued, as
+// torch.distributed's Work and MPI's requests: Wait for it before
+// touching its buffers. Package runtime turns one into a Future
+// (runtime.Await).
+type Work struct {
+	call   string
+	done   chan struct{}
+	err    error // set before done is closed
+	cancel context.CancelFunc
 }
 
-type jobState uint8
-
-const (
-	jobWaiting   jobState = iota
-	jobGranted            // its turn came
-	jobAbandoned          // its context ended first
-)
-
-// asyncJob is an asynchronous operation, or a blocking call's turn.
-type asyncJob struct {
-	desc string
-	// An asynchronous operation: run on the executor, then resolve.
-	ctx     context.Context
-	op      func(context.Context) error
-	resolve func(error)
-	unwatch func() bool
-	// A blocking call: turn is closed when its turn comes; the caller
-	// closes fin when it is done.
-	turn, fin chan struct{}
-
-	state   jobState // guarded by asyncQueue.mu
-	abandon error
-}
-
-// execKey marks the executor's calls, which must not queue again.
-type execKey struct{}
-
-// pushLocked appends j and starts the executor if none runs.
-func (c *Communicator) pushLocked(j *asyncJob) {
-	q := &c.async
-	q.jobs = append(q.jobs, j)
-	q.pending++
-	if q.exited == nil {
-		q.exited = make(chan struct{})
-		go c.execute(q.exited)
+// Wait waits until the operation has completed and returns its error (an
+// *OpError), or until ctx ends and returns ctx's error: the operation
+// goes on, and Wait may be called again.
+func (w *Work) Wait(ctx context.Context) error {
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		select {
+		case <-w.done:
+			return w.err
+		default:
+		}
+		return ctx.Err()
 	}
 }
 
-// execute runs queued jobs in order and returns when the queue is empty.
-func (c *Communicator) execute(exited chan struct{}) {
-	q := &c.async
-	defer close(exited)
-	for {
-		q.mu.Lock()
-		if len(q.jobs) == 0 {
-			q.jobs = nil
-			q.exited = nil
-			q.mu.Unlock()
-			return
-		}
-		j := q.jobs[0]
-		q.jobs[0] = nil
-		q.jobs = q.jobs[1:]
-		if j.state == jobAbandoned {
-			q.mu.Unlock()
-			c.poisonAbandoned(j)
-			q.mu.Lock()
-			q.pending--
-			q.mu.Unlock()
-			continue
-		}
-		j.state = jobGranted
-		q.mu.Unlock()
-		if j.turn != nil {
-			close(j.turn)
-			<-j.fin // the blocking call has run (and counted itself done)
-			continue
-		}
-		j.unwatch()
-		err := j.op(context.WithValue(j.ctx, execKey{}, true))
-		q.mu.Lock()
-		q.pending--
-		q.mu.Unlock()
-		j.resolve(err)
+// Done is closed when the operation has completed.
+func (w *Work) Done() <-chan struct{} { return w.done }
+
+// Err is the operation's error once Done is closed, nil before.
+func (w *Work) Err() error {
+	select {
+	case <-w.done:
+		return w.err
+	default:
+		return nil
 	}
 }
 
-// poisonAbandoned fails the communicator for an operation whose context
-// ended before its turn: this rank skips it, so its sequence no longer
-// matches the other ranks'.
-func (c *Communicator) poisonAbandoned(j *asyncJob) {
+// Cancel cancels the operation's context: as if the context given to the
+// asynchronous call had ended (see AllReduceAsync). It does not wait.
+func (w *Work) Cancel() { w.cancel() }
+
+// String names the operation, e.g. "AllReduce (asynchronous)".
+func (w *Work) String() string { return w.call }
+
+func (w *Work) finish(err error) {
+	w.err = err
+	w.cancel()
+	close(w.done)
+}
+
+// WaitAll waits for every Work and returns the first error among them in
+// order, or ctx's error if it ends first.
+func WaitAll(ctx context.Context, works ...*Work) error {
+	var first error
+	for _, w := range works {
+		if err := w.Wait(ctx); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+// abandoned fails the communicator for an operation whose context ended
+// before its turn: this rank skips it, so its sequence no longer matches
+// the other ranks'.
+func (c *Communicator) abandoned(desc string, cause error) {
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
@@ -110,105 +92,52 @@ func (c *Communicator) poisonAbandoned(j *asyncJob) {
 		return
 	}
 	code := wire.CodeCanceled
-	if errors.Is(j.abandon, context.DeadlineExceeded) {
+	if errors.Is(cause, context.DeadlineExceeded) {
 		code = wire.CodeTimeout
 	}
-	reason := fmt.Sprintf("rank %d: %s: %v before its turn", c.rank, j.desc, j.abandon)
-	c.poison(fmt.Errorf("%w before its turn (%s)", j.abandon, j.desc), code, reason)
+	reason := fmt.Sprintf("rank %d: %s: %v before its turn", c.rank, desc, cause)
+	c.poison(fmt.Errorf("%w before its turn (%s)", cause, desc), code, reason)
 }
 
 // asyncTurn is where a blocking call waits, before it takes the
-// communicator, for the asynchronous operations issued before it. It
-// returns the function that ends its turn.
+// communicator, for the asynchronous operations issued before it.
 func (c *Communicator) asyncTurn(ctx context.Context, h *wire.Header) (leave func(), err error) {
-	q := &c.async
-	q.mu.Lock()
-	if q.pending == 0 || q.closed || ctx.Value(execKey{}) != nil {
-		q.mu.Unlock()
-		return func() {}, nil
+	leave, err = c.queue.Turn(ctx, engine.Describe(h))
+	if err != nil {
+		return nil, &OpError{Rank: c.rank, Call: engine.Describe(h), Err: err}
 	}
-	j := &asyncJob{desc: engine.Describe(h), turn: make(chan struct{}), fin: make(chan struct{})}
-	c.pushLocked(j)
-	q.mu.Unlock()
-	leave = func() {
-		q.mu.Lock()
-		q.pending--
-		q.mu.Unlock()
-		close(j.fin)
-	}
-	select {
-	case <-j.turn:
-		return leave, nil
-	case <-ctx.Done():
-	}
-	q.mu.Lock()
-	if j.state == jobWaiting {
-		j.state, j.abandon = jobAbandoned, ctx.Err()
-		q.mu.Unlock()
-		return nil, &OpError{Rank: c.rank, Call: j.desc,
-			Err: fmt.Errorf("%w while waiting for earlier asynchronous operations", ctx.Err())}
-	}
-	q.mu.Unlock()
-	<-j.turn // granted meanwhile: run, and fail on the ended context
 	return leave, nil
 }
 
-// stopAsync refuses new asynchronous operations and waits for the executor
-// to return. Called by Close, after which every queued operation fails
-// fast with ErrClosed.
-func (c *Communicator) stopAsync() {
-	q := &c.async
-	q.mu.Lock()
-	q.closed = true
-	exited := q.exited
-	q.mu.Unlock()
-	if exited != nil {
-		<-exited
-	}
-}
-
-// enqueue queues an asynchronous operation and returns its future.
-func (c *Communicator) enqueue(ctx context.Context, name string, op func(context.Context) error) *runtime.Future[struct{}] {
-	desc := name + " (asynchronous)"
+// enqueue queues an asynchronous operation and returns its Work.
+func (c *Communicator) enqueue(ctx context.Context, name string, op func(context.Context) error) *Work {
+	w := &Work{call: name + " (asynchronous)", done: make(chan struct{})}
 	if ctx == nil {
-		return runtime.Failed[struct{}](&OpError{Rank: c.rank, Call: desc, Err: fmt.Errorf("%w: nil context", ErrInvalid)})
+		w.cancel = func() {}
+		w.finish(&OpError{Rank: c.rank, Call: w.call, Err: fmt.Errorf("%w: nil context", ErrInvalid)})
+		return w
 	}
-	opCtx, cancel := context.WithCancel(ctx)
-	p := runtime.NewPromise[struct{}](desc, cancel)
-	j := &asyncJob{desc: desc, ctx: opCtx, op: op}
-	j.resolve = func(err error) {
-		cancel()
-		p.Resolve(struct{}{}, err)
-	}
-	q := &c.async
-	j.unwatch = context.AfterFunc(opCtx, func() {
-		q.mu.Lock()
-		if j.state != jobWaiting {
-			q.mu.Unlock()
-			return
+	ctx, w.cancel = context.WithCancel(ctx)
+	finish := func(err error) {
+		if err != nil {
+			var oe *OpError
+			if !errors.As(err, &oe) {
+				err = &OpError{Rank: c.rank, Call: w.call, Err: err}
+			}
 		}
-		j.state, j.abandon = jobAbandoned, opCtx.Err()
-		q.mu.Unlock()
-		j.resolve(&OpError{Rank: c.rank, Call: desc,
-			Err: fmt.Errorf("%w while waiting for earlier operations", j.abandon)})
-	})
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		j.unwatch()
-		j.resolve(&OpError{Rank: c.rank, Call: desc, Err: ErrClosed})
-		return p.Future()
+		w.finish(err)
 	}
-	c.pushLocked(j)
-	q.mu.Unlock()
-	return p.Future()
+	if !c.queue.Go(ctx, w.call, op, finish) {
+		w.finish(&OpError{Rank: c.rank, Call: w.call, Err: ErrClosed})
+	}
+	return w
 }
 
-// AllReduceAsync is AllReduce, queued: it returns at once with a future
+// AllReduceAsync is AllReduce, queued: it returns at once with a Work
 // that completes when the operation has.
 //
 // Each asynchronous call (AllReduceAsync, BroadcastAsync, ...) queues its
-// operation on the communicator and returns a future at once; the
+// operation on the communicator and returns a Work at once; the
 // operations run one at a time in the order they were issued, like the
 // calls of an actor's mailbox, on a goroutine of the communicator's that
 // exists while the queue is not empty. A training loop can so overlap its
@@ -216,10 +145,10 @@ func (c *Communicator) enqueue(ctx context.Context, name string, op func(context
 //
 //	for l := len(layers) - 1; l >= 0; l-- {
 //		layers[l].Backward()                                  // gradients of layer l
-//		futs[l] = comm.AllReduceAsync(ctx, layers[l].Grad, collective.Avg)
+//		works[l] = comm.AllReduceAsync(ctx, layers[l].Grad, collective.Avg)
 //	}
 //	for l := range layers {
-//		if _, err := futs[l].Get(ctx); err != nil { return err }
+//		if err := works[l].Wait(ctx); err != nil { return err }
 //		layers[l].Apply()
 //	}
 //
@@ -233,61 +162,61 @@ func (c *Communicator) enqueue(ctx context.Context, name string, op func(context
 //     several goroutines get an arbitrary order, which the other ranks
 //     will not match.
 //   - A buffer passed to an asynchronous call belongs to the operation
-//     until its future completes: do not read or write it before (the
+//     until its Work completes: do not read or write it before (the
 //     operation reads and writes it while it runs). Passing it to a later
 //     operation on the same communicator is fine: that one runs after.
 //   - Failures are those of blocking calls and poison the communicator the
 //     same way: the operations queued behind a failed one fail with
-//     ErrPoisoned. The future's error is an *OpError.
+//     ErrPoisoned. The Work's error is an *OpError.
 //   - The context bounds the operation, including its wait in the queue.
-//     If it ends (or the future is cancelled) before the operation's turn,
-//     the future fails at once with the context's error and the buffer is
+//     If it ends (or the Work is cancelled) before the operation's turn,
+//     the Work fails at once with the context's error and the buffer is
 //     never touched; when the turn comes the communicator is poisoned, as
 //     a blocking call whose context ended would have poisoned it, because
 //     this rank can no longer match the others' sequence. A blocking call
 //     whose context ends while it waits behind asynchronous ones behaves
 //     the same.
 //   - Close fails the queued operations with ErrClosed and waits for the
-//     queue's goroutine to return. Get the futures before Close to let
+//     queue's goroutine to return. Wait for the Works before Close to let
 //     them finish.
-func (c *Communicator) AllReduceAsync(ctx context.Context, buf any, op Op, opts ...CallOption) *runtime.Future[struct{}] {
+func (c *Communicator) AllReduceAsync(ctx context.Context, buf any, op Op, opts ...CallOption) *Work {
 	opts = slices.Clone(opts)
 	return c.enqueue(ctx, "AllReduce", func(ctx context.Context) error { return c.AllReduce(ctx, buf, op, opts...) })
 }
 
 // BroadcastAsync is Broadcast, queued: see AllReduceAsync.
-func (c *Communicator) BroadcastAsync(ctx context.Context, buf any, root int, opts ...CallOption) *runtime.Future[struct{}] {
+func (c *Communicator) BroadcastAsync(ctx context.Context, buf any, root int, opts ...CallOption) *Work {
 	opts = slices.Clone(opts)
 	return c.enqueue(ctx, "Broadcast", func(ctx context.Context) error { return c.Broadcast(ctx, buf, root, opts...) })
 }
 
 // ReduceAsync is Reduce, queued: see AllReduceAsync.
-func (c *Communicator) ReduceAsync(ctx context.Context, dst, src any, op Op, root int, opts ...CallOption) *runtime.Future[struct{}] {
+func (c *Communicator) ReduceAsync(ctx context.Context, dst, src any, op Op, root int, opts ...CallOption) *Work {
 	opts = slices.Clone(opts)
 	return c.enqueue(ctx, "Reduce", func(ctx context.Context) error { return c.Reduce(ctx, dst, src, op, root, opts...) })
 }
 
 // GatherAsync is Gather, queued: see AllReduceAsync.
-func (c *Communicator) GatherAsync(ctx context.Context, dst, src any, root int, opts ...CallOption) *runtime.Future[struct{}] {
+func (c *Communicator) GatherAsync(ctx context.Context, dst, src any, root int, opts ...CallOption) *Work {
 	opts = slices.Clone(opts)
 	return c.enqueue(ctx, "Gather", func(ctx context.Context) error { return c.Gather(ctx, dst, src, root, opts...) })
 }
 
 // AllGatherAsync is AllGather, queued: see AllReduceAsync.
-func (c *Communicator) AllGatherAsync(ctx context.Context, dst, src any, opts ...CallOption) *runtime.Future[struct{}] {
+func (c *Communicator) AllGatherAsync(ctx context.Context, dst, src any, opts ...CallOption) *Work {
 	opts = slices.Clone(opts)
 	return c.enqueue(ctx, "AllGather", func(ctx context.Context) error { return c.AllGather(ctx, dst, src, opts...) })
 }
 
 // ReduceScatterAsync is ReduceScatter, queued: see AllReduceAsync.
-func (c *Communicator) ReduceScatterAsync(ctx context.Context, dst, src any, op Op, opts ...CallOption) *runtime.Future[struct{}] {
+func (c *Communicator) ReduceScatterAsync(ctx context.Context, dst, src any, op Op, opts ...CallOption) *Work {
 	opts = slices.Clone(opts)
 	return c.enqueue(ctx, "ReduceScatter", func(ctx context.Context) error { return c.ReduceScatter(ctx, dst, src, op, opts...) })
 }
 
-// BarrierAsync is Barrier, queued: see AllReduceAsync. Its future
+// BarrierAsync is Barrier, queued: see AllReduceAsync. Its Work
 // completes once every rank has entered it.
-func (c *Communicator) BarrierAsync(ctx context.Context, opts ...CallOption) *runtime.Future[struct{}] {
+func (c *Communicator) BarrierAsync(ctx context.Context, opts ...CallOption) *Work {
 	opts = slices.Clone(opts)
 	return c.enqueue(ctx, "Barrier", func(ctx context.Context) error { return c.Barrier(ctx, opts...) })
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringo-ml/ringo/runtime"
 )
 
 // asyncGroup starts world in-process ranks and closes them at the end.
@@ -86,23 +85,23 @@ func newRankBuffers(r, world int) *rankBuffers {
 // script issues the sequence on c: blocking calls when async is false,
 // otherwise asynchronous ones (but for the blocking positions in mixed),
 // and returns the futures in issue order.
-func script(ctx context.Context, c *Communicator, rb *rankBuffers, async bool, mixed map[int]bool) ([]*runtime.Future[struct{}], error) {
+func script(ctx context.Context, c *Communicator, rb *rankBuffers, async bool, mixed map[int]bool) ([]*Work, error) {
 	steps := []struct {
 		block func() error
-		queue func() *runtime.Future[struct{}]
+		queue func() *Work
 	}{
-		{func() error { return c.AllReduce(ctx, rb.a, Sum) }, func() *runtime.Future[struct{}] { return c.AllReduceAsync(ctx, rb.a, Sum) }},
-		{func() error { return c.AllReduce(ctx, rb.a, Max) }, func() *runtime.Future[struct{}] { return c.AllReduceAsync(ctx, rb.a, Max) }},
-		{func() error { return c.Broadcast(ctx, rb.b, 1) }, func() *runtime.Future[struct{}] { return c.BroadcastAsync(ctx, rb.b, 1) }},
-		{func() error { return c.AllReduce(ctx, rb.b, Prod) }, func() *runtime.Future[struct{}] { return c.AllReduceAsync(ctx, rb.b, Prod) }},
-		{func() error { return c.ReduceScatter(ctx, rb.rsDst, rb.rsSrc, Avg) }, func() *runtime.Future[struct{}] { return c.ReduceScatterAsync(ctx, rb.rsDst, rb.rsSrc, Avg) }},
-		{func() error { return c.Barrier(ctx) }, func() *runtime.Future[struct{}] { return c.BarrierAsync(ctx) }},
-		{func() error { return c.AllGather(ctx, rb.agDst, rb.agSrc) }, func() *runtime.Future[struct{}] { return c.AllGatherAsync(ctx, rb.agDst, rb.agSrc) }},
-		{func() error { return c.Reduce(ctx, rb.redDst, rb.a, Sum, 2) }, func() *runtime.Future[struct{}] { return c.ReduceAsync(ctx, rb.redDst, rb.a, Sum, 2) }},
-		{func() error { return c.Broadcast(ctx, rb.a, 0) }, func() *runtime.Future[struct{}] { return c.BroadcastAsync(ctx, rb.a, 0) }},
-		{func() error { return c.Gather(ctx, rb.gatDst, rb.agSrc, 0) }, func() *runtime.Future[struct{}] { return c.GatherAsync(ctx, rb.gatDst, rb.agSrc, 0) }},
+		{func() error { return c.AllReduce(ctx, rb.a, Sum) }, func() *Work { return c.AllReduceAsync(ctx, rb.a, Sum) }},
+		{func() error { return c.AllReduce(ctx, rb.a, Max) }, func() *Work { return c.AllReduceAsync(ctx, rb.a, Max) }},
+		{func() error { return c.Broadcast(ctx, rb.b, 1) }, func() *Work { return c.BroadcastAsync(ctx, rb.b, 1) }},
+		{func() error { return c.AllReduce(ctx, rb.b, Prod) }, func() *Work { return c.AllReduceAsync(ctx, rb.b, Prod) }},
+		{func() error { return c.ReduceScatter(ctx, rb.rsDst, rb.rsSrc, Avg) }, func() *Work { return c.ReduceScatterAsync(ctx, rb.rsDst, rb.rsSrc, Avg) }},
+		{func() error { return c.Barrier(ctx) }, func() *Work { return c.BarrierAsync(ctx) }},
+		{func() error { return c.AllGather(ctx, rb.agDst, rb.agSrc) }, func() *Work { return c.AllGatherAsync(ctx, rb.agDst, rb.agSrc) }},
+		{func() error { return c.Reduce(ctx, rb.redDst, rb.a, Sum, 2) }, func() *Work { return c.ReduceAsync(ctx, rb.redDst, rb.a, Sum, 2) }},
+		{func() error { return c.Broadcast(ctx, rb.a, 0) }, func() *Work { return c.BroadcastAsync(ctx, rb.a, 0) }},
+		{func() error { return c.Gather(ctx, rb.gatDst, rb.agSrc, 0) }, func() *Work { return c.GatherAsync(ctx, rb.gatDst, rb.agSrc, 0) }},
 	}
-	var futs []*runtime.Future[struct{}]
+	var futs []*Work
 	for i, s := range steps {
 		if !async || mixed[i] {
 			if err := s.block(); err != nil {
@@ -159,7 +158,7 @@ func TestAsyncMatchesBlocking(t *testing.T) {
 					return err
 				}
 				for k, f := range futs {
-					if _, err := f.Get(ctx); err != nil {
+					if err := f.Wait(ctx); err != nil {
 						return fmt.Errorf("future %d: %w", k, err)
 					}
 					for j := range k {
@@ -183,7 +182,7 @@ func TestAsyncMatchesBlocking(t *testing.T) {
 	}
 }
 
-func isDone(f *runtime.Future[struct{}]) bool {
+func isDone(f *Work) bool {
 	select {
 	case <-f.Done():
 		return true
@@ -203,9 +202,7 @@ func noErr(t *testing.T, what string, errs []error) {
 
 // waitExecutor waits until c's queue goroutine has returned.
 func waitExecutor(ctx context.Context, c *Communicator) error {
-	c.async.mu.Lock()
-	exited := c.async.exited
-	c.async.mu.Unlock()
+	_, exited := c.queue.Pending()
 	if exited == nil {
 		return nil
 	}
@@ -224,16 +221,14 @@ func TestAsyncExecutorExits(t *testing.T) {
 	noErr(t, "rounds", onEveryRank(comms, func(r int, c *Communicator) error {
 		buf := []float32{float32(r + 1)}
 		for round := range 3 {
-			futs := []*runtime.Future[struct{}]{c.AllReduceAsync(ctx, buf, Sum), c.BarrierAsync(ctx)}
-			if _, err := runtime.GetAll(ctx, futs...); err != nil {
+			futs := []*Work{c.AllReduceAsync(ctx, buf, Sum), c.BarrierAsync(ctx)}
+			if err := WaitAll(ctx, futs...); err != nil {
 				return err
 			}
 			if err := waitExecutor(ctx, c); err != nil {
 				return err
 			}
-			c.async.mu.Lock()
-			pending := c.async.pending
-			c.async.mu.Unlock()
+			pending, _ := c.queue.Pending()
 			if pending != 0 {
 				return fmt.Errorf("round %d: %d operations still counted pending", round, pending)
 			}
@@ -253,14 +248,14 @@ func TestAsyncPoison(t *testing.T) {
 	errs := onEveryRank(comms, func(r int, c *Communicator) error {
 		first := c.AllReduceAsync(ctx, make([]float32, 8*(r+1)), Sum) // counts differ
 		second := c.AllReduceAsync(ctx, make([]float32, 8), Sum)
-		if _, err := first.Get(ctx); !errors.Is(err, ErrMismatch) {
+		if err := first.Wait(ctx); !errors.Is(err, ErrMismatch) {
 			return fmt.Errorf("first: %v", err)
 		}
-		if _, err := second.Get(ctx); !errors.Is(err, ErrPoisoned) || !errors.Is(err, ErrMismatch) {
+		if err := second.Wait(ctx); !errors.Is(err, ErrPoisoned) || !errors.Is(err, ErrMismatch) {
 			return fmt.Errorf("queued behind a failure: %v", err)
 		}
 		var oe *OpError
-		if _, err := second.Get(ctx); !errors.As(err, &oe) {
+		if err := second.Wait(ctx); !errors.As(err, &oe) {
 			return fmt.Errorf("not an *OpError: %v", err)
 		}
 		if err := c.Barrier(ctx); !errors.Is(err, ErrPoisoned) {
@@ -281,13 +276,13 @@ func TestAsyncInvalid(t *testing.T) {
 		noCtx := c.BarrierAsync(nilCtx)
 		buf := []float64{1}
 		good := c.AllReduceAsync(ctx, buf, Sum)
-		if _, err := bad.Get(ctx); !errors.Is(err, ErrInvalid) {
+		if err := bad.Wait(ctx); !errors.Is(err, ErrInvalid) {
 			return fmt.Errorf("bad buffer: %v", err)
 		}
-		if _, err := noCtx.Get(ctx); !errors.Is(err, ErrInvalid) {
+		if err := noCtx.Wait(ctx); !errors.Is(err, ErrInvalid) {
 			return fmt.Errorf("nil context: %v", err)
 		}
-		if _, err := good.Get(ctx); err != nil || buf[0] != 2 {
+		if err := good.Wait(ctx); err != nil || buf[0] != 2 {
 			return fmt.Errorf("after invalid calls: %v %v", buf, err)
 		}
 		return nil
@@ -305,13 +300,13 @@ func TestAsyncCancelQueued(t *testing.T) {
 	b0 := []float32{5, 5}
 	second := c0.AllReduceAsync(ctx, b0, Sum)
 	second.Cancel()
-	if _, err := second.Get(ctx); !errors.Is(err, context.Canceled) {
+	if err := second.Wait(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled while queued: %v", err)
 	}
 	short, cancel := context.WithTimeout(ctx, time.Millisecond)
 	defer cancel()
 	third := c0.AllReduceAsync(short, b0, Sum)
-	if _, err := third.Get(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := third.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("deadline while queued: %v", err)
 	}
 	// A blocking call whose context ends while it waits behind them.
@@ -326,7 +321,7 @@ func TestAsyncCancelQueued(t *testing.T) {
 	if err := c1.AllReduce(ctx, a1, Sum); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := first.Get(ctx); err != nil {
+	if err := first.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if a0[0] != 11 || a0[1] != 22 || b0[0] != 5 || b0[1] != 5 {
@@ -346,7 +341,7 @@ func TestAsyncClose(t *testing.T) {
 	ctx := asyncCtx(t)
 	comms := asyncGroup(t, 2)
 	c0 := comms[0]
-	futs := []*runtime.Future[struct{}]{
+	futs := []*Work{
 		c0.AllReduceAsync(ctx, []float32{1}, Sum), // waits for rank 1, which never calls
 		c0.BroadcastAsync(ctx, []float32{1}, 0),
 		c0.BarrierAsync(ctx),
@@ -355,16 +350,14 @@ func TestAsyncClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, f := range futs {
-		if _, err := f.Get(ctx); !errors.Is(err, ErrClosed) && !errors.Is(err, ErrPoisoned) {
+		if err := f.Wait(ctx); !errors.Is(err, ErrClosed) && !errors.Is(err, ErrPoisoned) {
 			t.Fatalf("future %d after Close: %v", k, err)
 		}
 	}
-	if _, err := c0.BarrierAsync(ctx).Get(ctx); !errors.Is(err, ErrClosed) {
+	if err := c0.BarrierAsync(ctx).Wait(ctx); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v", err)
 	}
-	c0.async.mu.Lock()
-	exited := c0.async.exited
-	c0.async.mu.Unlock()
+	_, exited := c0.queue.Pending()
 	if exited != nil {
 		t.Fatal("the queue's goroutine outlived Close")
 	}
@@ -420,7 +413,7 @@ func BenchmarkOverlap(b *testing.B) {
 				b.ResetTimer()
 				for range b.N {
 					errs := onEveryRank(comms, func(r int, c *Communicator) error {
-						futs := make([]*runtime.Future[struct{}], 0, layers)
+						futs := make([]*Work, 0, layers)
 						for l := range layers {
 							if mode != "comm" {
 								compute(r, l)
@@ -434,7 +427,7 @@ func BenchmarkOverlap(b *testing.B) {
 								futs = append(futs, c.AllReduceAsync(ctx, grads[r][l], Avg))
 							}
 						}
-						_, err := runtime.GetAll(ctx, futs...)
+						err := WaitAll(ctx, futs...)
 						return err
 					})
 					for _, err := range errs {
@@ -462,13 +455,13 @@ func ExampleCommunicator_AllReduceAsync() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			futs := make([]*runtime.Future[struct{}], 3)
+			futs := make([]*Work, 3)
 			grads[r] = make([][]float32, 3)
 			for l := range 3 {
 				grads[r][l] = []float32{float32(10*l + r)} // "backward" of layer l
 				futs[l] = c.AllReduceAsync(ctx, grads[r][l], Avg)
 			}
-			if _, err := runtime.GetAll(ctx, futs...); err != nil {
+			if err := WaitAll(ctx, futs...); err != nil {
 				panic(err)
 			}
 		}()

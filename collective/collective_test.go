@@ -409,7 +409,7 @@ func TestShm(t *testing.T) {
 			defer g.Close()
 			if n > 1 {
 				ch, err := g.Comms[0].Explain("allreduce", 4, 1<<20)
-				if err != nil || ch.Name != "shared memory" {
+				if err != nil || ch.Schedule != collective.ScheduleSharedMemory {
 					t.Fatalf("Explain = %+v, %v; want the shared-memory engine", ch, err)
 				}
 			}
@@ -440,10 +440,10 @@ func TestTransportChoice(t *testing.T) {
 	defer cancel()
 	for _, tc := range []struct {
 		cfg  collective.Config
-		want string
+		want collective.Schedule
 	}{
-		{collective.Config{Algorithm: collective.Ring}, "shared memory"},
-		{collective.Config{Algorithm: collective.Ring, Transport: collective.TransportQUIC}, "ring"},
+		{collective.Config{Algorithm: collective.Ring}, collective.ScheduleSharedMemory},
+		{collective.Config{Algorithm: collective.Ring, Transport: collective.TransportQUIC}, collective.ScheduleRing},
 	} {
 		g, err := launch.QUIC(ctx, 3, tc.cfg)
 		if err != nil {
@@ -451,8 +451,8 @@ func TestTransportChoice(t *testing.T) {
 		}
 		ch, err := g.Comms[1].Explain("allreduce", 4, 1<<20)
 		g.Close()
-		if err != nil || ch.Name != tc.want {
-			t.Errorf("Transport %v: Explain = %+v, %v; want %q", tc.cfg.Transport, ch, err, tc.want)
+		if err != nil || ch.Schedule != tc.want {
+			t.Errorf("Transport %v: Explain = %+v, %v; want %v", tc.cfg.Transport, ch, err, tc.want)
 		}
 	}
 }

@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/engine/shmem"
+	"github.com/ringo-ml/ringo/internal/engine/stream"
+	"github.com/ringo-ml/ringo/internal/order"
 	"github.com/ringo-ml/ringo/internal/transport"
 	"github.com/ringo-ml/ringo/internal/wire"
-	"github.com/ringo-ml/ringo/ring"
 )
 
 // Member is one rank of a group as every other rank sees it.
@@ -136,29 +136,18 @@ type Communicator struct {
 	pathCosts   [numPaths]Costs      // Auto's model per path; set by Calibrate
 	lanes       transport.LaneConfig // what listenLanes asks the mesh for
 
-	opMu  sync.Mutex // held for the whole of an operation
-	async asyncQueue // asynchronous operations, in issue order (async.go)
+	opMu  sync.Mutex   // held for the whole of an operation
+	queue *order.Queue // asynchronous operations and the calls between them, in issue order
 	seq   uint64
-	op    *opState
-	plans map[planKey]*plan
+	eng   *stream.Engine // the frame engine: network data paths and in-process pipes
 
-	// Reused by the data path.
-	lim   wire.Limits
-	stage [stageSlots][]byte
-	tmp   []byte // partial results (ReduceScatter, tree reductions), grown on demand
-
-	// Per peer, made on first use (under opMu): the link and its two
-	// workers. linkMu guards links for readers outside operations.
-	linkMu   sync.Mutex
-	links    []*transport.Link
-	senders  [numPaths][]*worker
-	recvers  [numPaths][]*worker
-	laneDone chan error
-
-	watchJobs chan watchJob
-	opEnd     chan struct{}
-	watchDone chan struct{}
-	workerWG  sync.WaitGroup
+	// Per peer, made on first use (under opMu): the link and, per data
+	// path, its two workers. linkMu guards links for readers outside
+	// operations.
+	linkMu  sync.Mutex
+	links   []*transport.Link
+	senders [numPaths][]*stream.Worker
+	recvers [numPaths][]*stream.Worker
 
 	mu         sync.Mutex
 	cause      error // set once the communicator is poisoned
@@ -176,12 +165,6 @@ type Communicator struct {
 
 	life    context.Context // cancelled when the communicator fails or closes
 	endLife context.CancelFunc
-}
-
-type planKey struct {
-	op   wire.Op
-	algo wire.Algo
-	root int
 }
 
 func (c *Communicator) Rank() int { return c.rank }
@@ -285,19 +268,12 @@ func newCommunicator(cfg *Config) *Communicator {
 		shmTuning:  cfg.shmTuning,
 		byes:       make(map[int]uint64),
 		echoed:     make(map[int]bool),
-		op:         &opState{},
-		plans:      make(map[planKey]*plan),
-		lim:        wire.Limits{MaxPayload: uint32(cfg.ChunkBytes), MaxWorld: int32(len(v.Members))},
 		links:      make([]*transport.Link, len(v.Members)),
-		laneDone:   make(chan error, 2*len(v.Members)),
-		watchJobs:  make(chan watchJob),
-		opEnd:      make(chan struct{}),
-		watchDone:  make(chan struct{}),
 		peerClosed: make(map[int]bool),
 	}
 	for p := range numPaths {
-		c.senders[p] = make([]*worker, len(v.Members))
-		c.recvers[p] = make([]*worker, len(v.Members))
+		c.senders[p] = make([]*stream.Worker, len(v.Members))
+		c.recvers[p] = make([]*stream.Worker, len(v.Members))
 		c.pathCosts[p] = defaultCosts[p]
 	}
 	c.lanes = transport.LaneConfig{Security: cfg.Transport.laneSecurity(), Count: cfg.conns(),
@@ -308,16 +284,9 @@ func newCommunicator(cfg *Config) *Communicator {
 	if cfg.Transport.lanesOnly() {
 		c.paths = []dataPath{onLanes}
 	}
-	for i := range c.stage {
-		c.stage[i] = engine.AlignedBytes(cfg.ChunkBytes)
-	}
-	c.op.laneDone = c.laneDone
+	c.eng = stream.New(v.Rank, len(v.Members), cfg.ChunkBytes, c.board.run)
+	c.queue = order.New(c.abandoned)
 	c.life, c.endLife = context.WithCancel(context.Background())
-	c.workerWG.Add(1)
-	go func() {
-		defer c.workerWG.Done()
-		c.watch()
-	}()
 	return c
 }
 
@@ -358,7 +327,7 @@ func New(ctx context.Context, cfg Config) (*Communicator, error) {
 		Channels: cfg.channels(),
 	}, events{c})
 	if err != nil {
-		c.stopWorker()
+		c.eng.Stop()
 		return nil, fmt.Errorf("collective: %w", err)
 	}
 	c.mu.Lock()
@@ -399,7 +368,7 @@ func NewInProc(ctx context.Context, world int, cfg Config) ([]*Communicator, err
 		c.inProc = true
 		mesh, err := hub.Mesh(c.identity(), events{c})
 		if err != nil {
-			c.stopWorker()
+			c.eng.Stop()
 			closeAll(comms)
 			return nil, fmt.Errorf("collective: %w", err)
 		}
@@ -493,11 +462,8 @@ func (c *Communicator) connect(ctx context.Context) error {
 // dials; all links are asked for at once.
 func (c *Communicator) connectPeers(ctx context.Context) error {
 	want := make([]bool, c.world)
-	want[(c.rank+1)%c.world], want[(c.rank+c.world-1)%c.world] = true, true
-	if c.algo != Ring {
-		for _, p := range c.treePeers() {
-			want[p] = true
-		}
+	for _, p := range stream.Peers(c.world, c.rank, c.algo != Ring) {
+		want[p] = true
 	}
 	var wg sync.WaitGroup
 	for p, ok := range want {
@@ -547,7 +513,7 @@ func (c *Communicator) ensureLink(ctx context.Context, peer int) error {
 		}
 	}
 	if !c.transport.lanesOnly() {
-		c.senders[onQUIC][peer], c.recvers[onQUIC][peer] = c.newWorker(l, l.Data, true), c.newWorker(l, l.Data, false)
+		c.senders[onQUIC][peer], c.recvers[onQUIC][peer] = c.eng.NewWorker(l, l.Data, true), c.eng.NewWorker(l, l.Data, false)
 	}
 	c.linkMu.Lock()
 	c.links[peer] = l
@@ -583,73 +549,6 @@ func (c *Communicator) linkTo(peer int) *transport.Link {
 		return nil
 	}
 	return c.links[peer]
-}
-
-// newWorker starts a worker for one direction of link l's stream s.
-func (c *Communicator) newWorker(l *transport.Link, s transport.Stream, send bool) *worker {
-	w := &worker{link: l, stream: s, send: send, jobs: make(chan *opState), note: make(chan struct{}, 1)}
-	if send {
-		w.enc = wire.NewEncoder()
-		w.wbuf = make([]byte, 0, wire.PrefixLen+wire.MaxHeader+linkBufBytes)
-	} else {
-		w.in = newLinkReader(s)
-		w.rbuf = make([]byte, wire.PrefixLen+wire.MaxHeader)
-		w.scratch = engine.AlignedBytes(c.cb)
-	}
-	c.workerWG.Add(1)
-	go func() {
-		defer c.workerWG.Done()
-		w.run(c)
-	}()
-	return w
-}
-
-func (c *Communicator) stopWorker() {
-	for path := range numPaths {
-		for p := range c.senders[path] {
-			if c.senders[path][p] != nil {
-				close(c.senders[path][p].jobs)
-				close(c.recvers[path][p].jobs)
-			}
-		}
-	}
-	close(c.watchJobs)
-	c.workerWG.Wait()
-}
-
-// ringPlan returns the cached plan of an operation's ring schedule.
-func (c *Communicator) ringPlan(op wire.Op, root int) *plan {
-	k := planKey{op, wire.AlgoRing, root}
-	if p, ok := c.plans[k]; ok {
-		return p
-	}
-	build := func(rank int) *plan {
-		var s ring.Schedule
-		switch op {
-		case wire.OpAllReduce:
-			s = ring.AllReduce(c.world, rank)
-		case wire.OpBroadcast:
-			s = ring.Broadcast(c.world, rank, root)
-		case wire.OpReduce:
-			s = ring.Reduce(c.world, rank, root)
-		case wire.OpGather:
-			s = ring.Gather(c.world, rank, root)
-		case wire.OpAllGather:
-			s = ring.AllGather(c.world, rank)
-		case wire.OpReduceScatter:
-			s = ring.ReduceScatter(c.world, rank)
-		case wire.OpBarrier:
-			s = ring.Barrier(c.world, rank)
-		case wire.OpSendRecv:
-			s = ring.SendRecv(c.world, rank)
-		default:
-			panic("collective: no ring schedule for " + op.String())
-		}
-		return planRing(s)
-	}
-	p := newPlan(c.world, c.rank, build)
-	c.plans[k] = p
-	return p
 }
 
 // events receives what the links learn between and during operations.
@@ -776,7 +675,7 @@ func (c *Communicator) Close() error {
 		}
 		c.opMu.Lock()
 		defer c.opMu.Unlock()
-		c.stopWorker()
+		c.eng.Stop()
 		if g := c.shm; g != nil {
 			// Peers that start another operation find this rank gone.
 			g.Halt(wire.CodeClosed)
@@ -810,6 +709,6 @@ func (c *Communicator) Close() error {
 		}
 		_ = c.mesh.Close(linger)
 	})
-	c.stopAsync()
+	c.queue.Close()
 	return nil
 }

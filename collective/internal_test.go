@@ -33,8 +33,8 @@ func TestRecursiveDoublingBigChunks(t *testing.T) {
 		errs := make([]error, world)
 		for r, c := range comms {
 			c.pathCosts[onQUIC] = Costs{Alpha: time.Second, Beta: 1e-12, Gamma: 1e-12} // latency-bound: recursive doubling
-			if ch, _, _ := c.choose(wire.OpAllReduce, Auto, TransportAuto, 4*n, ""); ch.Name != nameRD {
-				t.Fatalf("the model chose %s", ch.Name)
+			if ch, _, _ := c.choose(wire.OpAllReduce, Auto, TransportAuto, 4*n, 0); ch.Schedule != ScheduleRecursiveDoubling {
+				t.Fatalf("the model chose %s", ch.Schedule)
 			}
 			bufs[r] = make([]float32, n)
 			for i := range bufs[r] {
@@ -222,12 +222,12 @@ func TestExtrapolation(t *testing.T) {
 		cs := k.estimates(wire.OpAllReduce, world, bytes, 512<<10)
 		return cs.list()[0]
 	}
-	if c := first(calTop); c.name != nameRD {
-		t.Errorf("at the largest timed size the measured line stands: got %s", c.name)
+	if c := first(calTop); c.sched != ScheduleRecursiveDoubling {
+		t.Errorf("at the largest timed size the measured line stands: got %s", c.sched)
 	}
 	for _, bytes := range []float64{4 << 20, 64 << 20} {
-		if c := first(bytes); c.name != "ring" {
-			t.Errorf("%v bytes: %s extrapolated below the ring", bytes, c.name)
+		if c := first(bytes); c.sched != ScheduleRing {
+			t.Errorf("%v bytes: %s extrapolated below the ring", bytes, c.sched)
 		}
 	}
 	// The bound is a floor: a tree measured steeper than it keeps its slope.
@@ -235,16 +235,16 @@ func TestExtrapolation(t *testing.T) {
 	cs := k.estimates(wire.OpAllReduce, world, 64<<20, 512<<10)
 	for _, c := range cs.list() {
 		var want float64
-		switch c.name {
-		case "ring":
+		switch c.sched {
+		case ScheduleRing:
 			want = ring.at(64 << 20)
-		case nameRD:
+		case ScheduleRecursiveDoubling:
 			want = k.AllReduceLarge[1].at(calTop) + (64<<20-calTop)*ring.PerByte*per[1]/per[0]
-		case nameDBT:
+		case ScheduleDoubleBinaryTree:
 			want = k.AllReduceLarge[2].at(64 << 20)
 		}
 		if math.Abs(c.t-want) > 1e-12 {
-			t.Errorf("%s at 64 MiB: %v, want %v", c.name, c.t, want)
+			t.Errorf("%s at 64 MiB: %v, want %v", c.sched, c.t, want)
 		}
 	}
 	// The formulas' ratios: recursive doubling moves log2(n) tensors, the

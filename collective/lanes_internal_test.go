@@ -62,9 +62,9 @@ func TestAutoBetweenHosts(t *testing.T) {
 		if ch.Transport != TransportTLS && ch.Transport != TransportQUIC || !strings.Contains(ch.Reason, "tls: ") || !strings.Contains(ch.Reason, "quic: ") {
 			t.Fatalf("%d bytes: %+v", n, ch)
 		}
-		t.Logf("%d bytes: %s over %s: %s", n, ch.Name, ch.Transport, ch.Reason)
+		t.Logf("%d bytes: %s over %s: %s", n, ch.Schedule, ch.Transport, ch.Reason)
 		forced, err := c0.Explain("allreduce", 4, n/4, Over(TransportQUIC), Using(Ring))
-		if err != nil || forced.Transport != TransportQUIC || forced.Name != "ring" {
+		if err != nil || forced.Transport != TransportQUIC || forced.Schedule != ScheduleRing {
 			t.Fatalf("forced: %+v %v", forced, err)
 		}
 	}
@@ -265,7 +265,7 @@ func (g *relayed) sweep(t *testing.T, opts ...CallOption) [][]float32 {
 			all = append(all, append([]float32(nil), bufs[r]...))
 		}
 		if ch, err := g.comms[0].Explain("allreduce", 4, n, opts...); err == nil {
-			t.Logf("%d bytes: %s over %s", 4*n, ch.Name, ch.Transport)
+			t.Logf("%d bytes: %s over %s", 4*n, ch.Schedule, ch.Transport)
 		}
 		errs := onEveryRank(g.comms, func(r int, c *Communicator) error { return c.AllReduce(ctx, bufs[r], Sum, opts...) })
 		if err := errors.Join(errs...); err != nil {

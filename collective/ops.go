@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringo-ml/ringo/internal/engine"
+	"github.com/ringo-ml/ringo/internal/engine/stream"
 	"github.com/ringo-ml/ringo/internal/reduce"
 	"github.com/ringo-ml/ringo/internal/transport"
 	"github.com/ringo-ml/ringo/internal/wire"
@@ -48,8 +49,8 @@ func (c *Communicator) AllReduce(ctx context.Context, buf any, op Op, opts ...Ca
 		err = checkOp(op)
 	}
 	h.DType, h.Count, h.Reduce = t.dt, uint64(t.n), op.wire()
-	return c.do(ctx, &h, err, opts, func(o *opState) {
-		o.Dst, o.lay.dstParts = t.b, c.world
+	return c.do(ctx, &h, err, opts, func(o *stream.Op) {
+		o.Dst, o.Lay.DstParts = t.b, c.world
 		o.Kernel = op.kernel()
 	}, op == Avg)
 }
@@ -63,8 +64,8 @@ func (c *Communicator) Broadcast(ctx context.Context, buf any, root int, opts ..
 		err = c.checkRoot(root)
 	}
 	h.DType, h.Count, h.Root = t.dt, uint64(t.n), int32(root)
-	return c.do(ctx, &h, err, opts, func(o *opState) {
-		o.Dst, o.lay.dstParts = t.b, 1
+	return c.do(ctx, &h, err, opts, func(o *stream.Op) {
+		o.Dst, o.Lay.DstParts = t.b, 1
 	}, false)
 }
 
@@ -87,9 +88,9 @@ func (c *Communicator) Reduce(ctx context.Context, dst, src any, op Op, root int
 		}
 	}
 	h.DType, h.Count, h.Reduce, h.Root = s.dt, uint64(s.n), op.wire(), int32(root)
-	return c.do(ctx, &h, err, opts, func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *stream.Op) {
 		o.Src, o.Dst = s.b, d.b
-		o.lay = layout{dstParts: 1, srcParts: 1, stageTotal: s.n, stageParts: 1}
+		o.Lay = stream.Layout{DstParts: 1, SrcParts: 1, StageTotal: s.n, StageParts: 1}
 		o.Kernel = op.kernel()
 	}, op == Avg && c.rank == root)
 }
@@ -110,9 +111,9 @@ func (c *Communicator) Gather(ctx context.Context, dst, src any, root int, opts 
 		}
 	}
 	h.DType, h.Count, h.Root = s.dt, uint64(s.n), int32(root)
-	return c.do(ctx, &h, err, opts, func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *stream.Op) {
 		o.Src, o.Dst = s.b, d.b
-		o.lay = layout{dstParts: c.world, srcParts: 1, stageTotal: s.n * c.world, stageParts: c.world}
+		o.Lay = stream.Layout{DstParts: c.world, SrcParts: 1, StageTotal: s.n * c.world, StageParts: c.world}
 	}, false)
 }
 
@@ -128,9 +129,9 @@ func (c *Communicator) AllGather(ctx context.Context, dst, src any, opts ...Call
 		}
 	}
 	h.DType, h.Count = s.dt, uint64(s.n)
-	return c.do(ctx, &h, err, opts, func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *stream.Op) {
 		o.Src, o.Dst = s.b, d.b
-		o.lay = layout{dstParts: c.world, srcParts: 1}
+		o.Lay = stream.Layout{DstParts: c.world, SrcParts: 1}
 	}, false)
 }
 
@@ -150,10 +151,10 @@ func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op, o
 		err = checkOp(op)
 	}
 	h.DType, h.Count, h.Reduce = d.dt, uint64(d.n), op.wire()
-	return c.do(ctx, &h, err, opts, func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *stream.Op) {
 		o.Src, o.Dst = s.b, d.b
-		o.lay = layout{dstParts: 1, srcParts: c.world, tmpParts: c.world}
-		o.tmp = c.tmpBytes(len(s.b))
+		o.Lay = stream.Layout{DstParts: 1, SrcParts: c.world, TmpParts: c.world}
+		o.Tmp = c.eng.Scratch(len(s.b))
 		o.Kernel = op.kernel()
 	}, op == Avg)
 }
@@ -161,7 +162,7 @@ func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op, o
 // Barrier returns once every rank has entered it.
 func (c *Communicator) Barrier(ctx context.Context, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpBarrier, DType: wire.Float32, Root: -1}
-	return c.do(ctx, &h, nil, opts, func(o *opState) { o.Kernel = reduce.Sum }, false)
+	return c.do(ctx, &h, nil, opts, func(o *stream.Op) { o.Kernel = reduce.Sum }, false)
 }
 
 // SendRecv sends src to the next rank of the ring and receives the previous
@@ -176,9 +177,9 @@ func (c *Communicator) SendRecv(ctx context.Context, dst, src any, opts ...CallO
 		}
 	}
 	h.DType, h.Count = s.dt, uint64(s.n)
-	return c.do(ctx, &h, err, opts, func(o *opState) {
+	return c.do(ctx, &h, err, opts, func(o *stream.Op) {
 		o.Src, o.Dst = s.b, d.b
-		o.lay = layout{dstParts: 1, srcParts: 1}
+		o.Lay = stream.Layout{DstParts: 1, SrcParts: 1}
 	}, false)
 }
 
@@ -207,24 +208,24 @@ func sameShape(name string, t tensor, dt wire.DType, n int) error {
 }
 
 // do runs one operation: it checks the communicator, numbers the call,
-// sets up the shared operation state and runs it; on failure it poisons the
-// communicator and tells the peers.
-func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opts []CallOption, setup func(*opState), avg bool) error {
+// lets setup fill in the engine's operation and runs it on the engine the
+// communicator has; on failure it poisons the communicator and tells the
+// peers. avg divides the result by the world size (Avg).
+func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opts []CallOption, setup func(*stream.Op), avg bool) error {
 	h.Epoch, h.Algo = c.epoch, wire.AlgoRing
 	var choice Choice
 	var path dataPath
 	if argErr == nil {
 		choice, path, argErr = c.choose(h.Op, callAlgo(opts), callOver(opts), int(h.Count)*h.DType.Size(), callSched(opts))
 	}
+	if argErr == nil && ctx == nil {
+		argErr = fmt.Errorf("%w: nil context", ErrInvalid)
+	}
 	if argErr != nil {
 		return &OpError{Rank: c.rank, Call: h.Op.String(), Err: argErr}
 	}
-	if choice.Algorithm == Tree {
+	if choice.Schedule.Tree() {
 		h.Algo = wire.AlgoTree
-	}
-
-	if ctx == nil {
-		return &OpError{Rank: c.rank, Call: h.Op.String(), Err: fmt.Errorf("%w: nil context", ErrInvalid)}
 	}
 	leave, turnErr := c.asyncTurn(ctx, h) // after the asynchronous calls issued before
 	if turnErr != nil {
@@ -233,6 +234,42 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 	defer leave()
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
+	if err := c.number(h); err != nil {
+		return err
+	}
+	c.board.begin(c, ctx, h, choice.Schedule)
+	defer func() {
+		c.board.end()
+		c.mu.Lock()
+		c.inFlight = false
+		c.doneSeq = h.Seq
+		c.mu.Unlock()
+		c.answerByes()
+	}()
+	o := c.eng.Begin(h)
+	setup(o)
+	var timeout time.Duration
+	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
+		timeout = c.timeout
+	}
+	var err error
+	if c.shm != nil {
+		err = c.runOnShm(ctx, o, timeout)
+	} else {
+		err = c.runOnLinks(ctx, o, choice.Schedule, path, timeout)
+	}
+	if err != nil {
+		return err
+	}
+	if avg {
+		c.divide(o)
+	}
+	return nil
+}
+
+// number gives the call h its sequence number, unless the communicator
+// is closed or poisoned.
+func (c *Communicator) number(h *wire.Header) error {
 	c.mu.Lock()
 	cause, closed := c.cause, c.closed
 	if cause == nil && !closed {
@@ -247,87 +284,64 @@ func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opt
 	if cause != nil {
 		return &OpError{Rank: c.rank, Call: engine.Describe(h), Err: fmt.Errorf("%w: %w", ErrPoisoned, cause)}
 	}
-	c.board.begin(c, ctx, h)
-	defer func() {
-		c.board.end()
-		c.mu.Lock()
-		c.inFlight = false
-		c.doneSeq = h.Seq
-		c.mu.Unlock()
-		c.answerByes()
-	}()
-	o := c.op
-	*o = opState{workers: o.workers[:0], recvChunks: o.recvChunks, sendChunks: o.sendChunks,
-		recvDone: o.recvDone, sendDone: o.sendDone, laneDone: o.laneDone}
-	o.Hdr = *h
-	o.ES = h.DType.Size()
-	o.cb = c.cb / o.ES * o.ES
-	setup(o)
-	var timeout time.Duration
-	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
-		timeout = c.timeout
-	}
-	if c.shm != nil {
-		for p := range c.world {
-			c.mu.Lock()
-			s, bye := c.byes[p]
-			gone := p != c.rank && ((bye && s < h.Seq) || (!bye && c.peerClosed[p]))
-			c.mu.Unlock()
-			if gone {
-				err := fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, p)
-				c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, engine.Describe(h), err))
-				return &OpError{Rank: c.rank, Call: engine.Describe(h), Err: err}
-			}
-		}
-		if err := c.shm.Run(ctx, &o.Call, timeout); err != nil {
-			return c.failed(h, o, err)
-		}
-		if avg {
-			c.divide(o)
-		}
+	return nil
+}
+
+// peerGone fails operation h if peer p has closed its communicator before
+// it: a peer that said bye after operation s still serves s and earlier
+// (what it sent is buffered); it is gone for later ones.
+func (c *Communicator) peerGone(h *wire.Header, p int) error {
+	c.mu.Lock()
+	s, bye := c.byes[p]
+	gone := p != c.rank && ((bye && s < h.Seq) || (!bye && c.peerClosed[p]))
+	c.mu.Unlock()
+	if !gone {
 		return nil
 	}
-	if h.Algo == wire.AlgoTree {
-		o.plan = c.treePlan(h.Op, int(h.Root), choice.Name)
-		c.treeLayout(o, choice.Name)
-	} else {
-		o.plan = c.ringPlan(h.Op, int(h.Root))
+	err := fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, p)
+	c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, engine.Describe(h), err))
+	return &OpError{Rank: c.rank, Call: engine.Describe(h), Err: err}
+}
+
+// runOnShm runs o on the shared-memory engine.
+func (c *Communicator) runOnShm(ctx context.Context, o *stream.Op, timeout time.Duration) error {
+	for p := range c.world {
+		if err := c.peerGone(&o.Hdr, p); err != nil {
+			return err
+		}
 	}
-	// Links and workers for every lane; a peer that said bye is gone.
-	for k := range o.plan.lanes {
-		ln := &o.plan.lanes[k]
-		// A peer that said bye after operation s still serves s and
-		// earlier (what it sent is buffered); it is gone for later ones.
-		c.mu.Lock()
-		s, bye := c.byes[ln.peer]
-		gone := (bye && s < h.Seq) || (!bye && c.peerClosed[ln.peer])
-		c.mu.Unlock()
-		if gone {
-			err := fmt.Errorf("%w: rank %d closed its communicator", ErrPeerLost, ln.peer)
-			c.poison(err, wire.CodePeerLost, fmt.Sprintf("rank %d: %s: %v", c.rank, engine.Describe(h), err))
-			return &OpError{Rank: c.rank, Call: engine.Describe(h), Err: err}
+	if err := c.shm.Run(ctx, &o.Call, timeout); err != nil {
+		return c.failed(&o.Hdr, err)
+	}
+	return nil
+}
+
+// runOnLinks runs o on the frame engine under schedule s, over data path
+// path: it gives every lane of the plan its link's worker, making links
+// that do not exist yet.
+func (c *Communicator) runOnLinks(ctx context.Context, o *stream.Op, s Schedule, path dataPath, timeout time.Duration) error {
+	c.eng.Plan(o, s)
+	for _, ln := range o.Lanes() {
+		if err := c.peerGone(&o.Hdr, ln.Peer); err != nil {
+			return err
 		}
-		if err := c.linkFor(ctx, ln.peer); err != nil {
-			return c.failed(h, o, fmt.Errorf("%w: %w", ErrPeerLost, err))
+		if err := c.linkFor(ctx, ln.Peer); err != nil {
+			return c.failed(&o.Hdr, fmt.Errorf("%w: %w", ErrPeerLost, err))
 		}
-		if ln.send {
-			o.workers = append(o.workers, c.senders[path][ln.peer])
+		if ln.Send {
+			o.Use(c.senders[path][ln.Peer])
 		} else {
-			o.workers = append(o.workers, c.recvers[path][ln.peer])
+			o.Use(c.recvers[path][ln.Peer])
 		}
 	}
-	err := c.run(ctx, o, timeout)
-	if err == nil {
-		if avg {
-			c.divide(o)
-		}
-		return nil
+	if err := c.eng.Run(ctx, o, timeout); err != nil {
+		return c.failed(&o.Hdr, err)
 	}
-	return c.failed(h, o, err)
+	return nil
 }
 
 // divide finishes Avg: the reduced sum divided by the world size.
-func (c *Communicator) divide(o *opState) {
+func (c *Communicator) divide(o *stream.Op) {
 	buf := o.Dst
 	if o.Hdr.DType == wire.Float64 {
 		reduce.Div64(engine.F64(buf), float64(c.world))
@@ -338,7 +352,7 @@ func (c *Communicator) divide(o *opState) {
 
 // failed classifies an operation's failure, poisons the communicator and
 // returns the caller's error.
-func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
+func (c *Communicator) failed(h *wire.Header, err error) error {
 	call := engine.Describe(h)
 	c.mu.Lock()
 	cause := c.cause
@@ -348,7 +362,7 @@ func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
 	}
 	var code wire.Code
 	var mm *engine.Mismatch
-	var fe *frameError
+	var fe *stream.FrameError
 	switch {
 	case errors.As(err, &mm):
 		code = wire.CodeMismatch
@@ -358,7 +372,7 @@ func (c *Communicator) failed(h *wire.Header, o *opState, err error) error {
 		if errors.Is(err, context.Canceled) {
 			code = wire.CodeCanceled
 		}
-		st := c.stallReport(o)
+		st := c.stallReport()
 		err = fmt.Errorf("%w %s", err, st.report)
 		if code == wire.CodeTimeout && st.alive {
 			// Every peer this rank waited for is alive and waiting itself:

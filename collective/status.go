@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringo-ml/ringo/internal/engine"
+	"github.com/ringo-ml/ringo/internal/engine/stream"
 	"github.com/ringo-ml/ringo/internal/wire"
 )
 
@@ -36,9 +37,10 @@ type Status struct {
 // OpStatus is one operation in flight.
 type OpStatus struct {
 	Seq       uint64
-	Call      string // as error messages name it: "AllReduce(float32[1024], sum) #17"
-	Algorithm string // the schedule's family: "ring" or "tree"
-	Bytes     int    // this rank's buffer, in bytes
+	Call      string    // as error messages name it: "AllReduce(float32[1024], sum) #17"
+	Algorithm Algorithm // the schedule's family: Ring or Tree
+	Schedule  Schedule  // the schedule itself
+	Bytes     int       // this rank's buffer, in bytes
 	Started   time.Time
 	Deadline  time.Time // zero when the operation has none
 	// Connecting is true while the operation waits for links to be made;
@@ -57,17 +59,60 @@ type OpStatus struct {
 // successor would wait for another).
 type LinkStatus struct {
 	Peer   int
-	Send   bool   // true: this rank sends to Peer; false: it receives from Peer
-	Step   int    // the step being worked on (== Steps when Done)
-	Steps  int    // steps on this link in the operation
-	Chunk  int    // chunk of Step being worked on
-	Chunks int    // chunks in Step
-	Phase  string // for a ring AllReduce: "reduce-scatter" or "allgather"
+	Send   bool  // true: this rank sends to Peer; false: it receives from Peer
+	Step   int   // the step being worked on (== Steps when Done)
+	Steps  int   // steps on this link in the operation
+	Chunk  int   // chunk of Step being worked on
+	Chunks int   // chunks in Step
+	Phase  Phase // for a ring AllReduce: PhaseReduceScatter or PhaseAllGather
 	Done   bool
 	// Probe is the answer to the liveness probe that an operation sends to
-	// the peers of its unfinished links shortly before its deadline:
-	// "", "pending", "answered" or "no answer".
-	Probe string
+	// the peers of its unfinished links shortly before its deadline.
+	Probe Probe
+}
+
+// Phase is the part of a ring AllReduce that a link's step belongs to.
+type Phase uint8
+
+// Phases of a ring AllReduce; other schedules have none.
+const (
+	PhaseNone          Phase = iota
+	PhaseReduceScatter       // steps 0..n-2 on both links of the ring
+	PhaseAllGather           // steps n-1..2n-3
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseReduceScatter:
+		return "reduce-scatter"
+	case PhaseAllGather:
+		return "allgather"
+	}
+	return ""
+}
+
+// Probe is what became of the liveness probe an operation sends to the
+// peers of its unfinished links shortly before its deadline.
+type Probe uint8
+
+// Probe states of a peer in an operation.
+const (
+	ProbeNone     Probe = iota // not probed
+	ProbePending               // pinged, no answer yet
+	ProbeAnswered              // it answered: alive
+	ProbeSilent                // no answer before the deadline
+)
+
+func (p Probe) String() string {
+	switch p {
+	case ProbePending:
+		return "pending"
+	case ProbeAnswered:
+		return "answered"
+	case ProbeSilent:
+		return "no answer"
+	}
+	return ""
 }
 
 // Status returns a snapshot of the communicator. It is safe to call at
@@ -84,7 +129,11 @@ func (c *Communicator) Status() Status {
 	if !b.active {
 		return s
 	}
-	op := OpStatus{Seq: b.hdr.Seq, Call: engine.Describe(&b.hdr), Algorithm: b.hdr.Algo.String(),
+	algo := Ring
+	if b.hdr.Algo == wire.AlgoTree {
+		algo = Tree
+	}
+	op := OpStatus{Seq: b.hdr.Seq, Call: engine.Describe(&b.hdr), Algorithm: algo, Schedule: b.sched,
 		Bytes: int(b.hdr.Count) * b.hdr.DType.Size(), Started: b.started, Deadline: b.deadline,
 		Connecting: !b.running}
 	switch {
@@ -116,7 +165,7 @@ func (s Status) String() string {
 	sb.WriteString("\n")
 	now := time.Now()
 	for _, op := range s.Ops {
-		fmt.Fprintf(&sb, "  %s over the %s, %d bytes, running for %v", op.Call, op.Algorithm, op.Bytes, now.Sub(op.Started).Round(time.Millisecond))
+		fmt.Fprintf(&sb, "  %s over the %s, %d bytes, running for %v", op.Call, op.Schedule, op.Bytes, now.Sub(op.Started).Round(time.Millisecond))
 		if !op.Deadline.IsZero() {
 			fmt.Fprintf(&sb, ", deadline in %v", op.Deadline.Sub(now).Round(time.Millisecond))
 		}
@@ -145,11 +194,11 @@ func (l LinkStatus) String() string {
 		return fmt.Sprintf("%-12s done (%d steps)", dir, l.Steps)
 	}
 	s := fmt.Sprintf("%-12s step %d of %d, chunk %d of %d", dir, l.Step, l.Steps, l.Chunk, l.Chunks)
-	if l.Phase != "" {
-		s += " (" + l.Phase + ")"
+	if l.Phase != PhaseNone {
+		s += " (" + l.Phase.String() + ")"
 	}
-	if l.Probe != "" {
-		s += ", probe: " + l.Probe
+	if l.Probe != ProbeNone {
+		s += ", probe: " + l.Probe.String()
 	}
 	return s
 }
@@ -185,16 +234,6 @@ func (b *statusBoard) reportWait() time.Duration {
 	return max(peerReportWait, b.lead)
 }
 
-// probe states of a peer in an operation.
-const (
-	probeNone = iota
-	probePending
-	probeAnswered
-	probeSilent
-)
-
-var probeNames = [...]string{"", "pending", "answered", "no answer"}
-
 // statusBoard publishes the operation in flight to Status and runs the
 // liveness probe before its deadline. It is its own lock's domain: the
 // operation goroutine writes the opState only while running is false, or
@@ -207,22 +246,24 @@ type statusBoard struct {
 	active   bool // an operation is between begin and end
 	running  bool // its state is prepared: Status may read the opState
 	hdr      wire.Header
-	o        *opState
+	sched    Schedule
+	o        *stream.Op
 	started  time.Time
 	deadline time.Time
 	lead     time.Duration // how long before the deadline the probe fires
 
-	timer   *time.Timer // the probe; made once, reset per operation
-	probes  map[int]int // peer -> probe state, for this operation
-	probed  bool        // the probe ran for this operation
-	cancel  context.CancelFunc
-	probeWG sync.WaitGroup
+	timer    *time.Timer // the probe; made once, reset per operation
+	progress []stream.LaneProgress
+	probes   map[int]Probe // peer -> probe state, for this operation
+	probed   bool          // the probe ran for this operation
+	cancel   context.CancelFunc
+	probeWG  sync.WaitGroup
 }
 
 // begin publishes an operation: its call and deadline. The caller holds
 // opMu and has numbered the call. It does not allocate (but for the
 // probe's timer, once per communicator).
-func (b *statusBoard) begin(c *Communicator, ctx context.Context, h *wire.Header) {
+func (b *statusBoard) begin(c *Communicator, ctx context.Context, h *wire.Header, sched Schedule) {
 	now := time.Now()
 	deadline, ok := ctx.Deadline()
 	if !ok && c.timeout > 0 {
@@ -231,7 +272,7 @@ func (b *statusBoard) begin(c *Communicator, ctx context.Context, h *wire.Header
 	b.mu.Lock()
 	b.c = c
 	b.active, b.running = true, false
-	b.hdr, b.o = *h, nil
+	b.hdr, b.sched, b.o = *h, sched, nil
 	b.started, b.deadline = now, deadline
 	b.probed = false
 	clear(b.probes)
@@ -249,7 +290,7 @@ func (b *statusBoard) begin(c *Communicator, ctx context.Context, h *wire.Header
 
 // run marks the operation's state prepared: from now until end, Status and
 // the probe read it.
-func (b *statusBoard) run(o *opState) {
+func (b *statusBoard) run(o *stream.Op) {
 	b.mu.Lock()
 	b.o, b.running = o, true
 	b.mu.Unlock()
@@ -295,22 +336,22 @@ func (b *statusBoard) probe() {
 		return
 	}
 	if b.probes == nil {
-		b.probes = make(map[int]int)
+		b.probes = make(map[int]Probe)
 	}
 	ctx, cancel := context.WithDeadline(b.c.life, b.deadline)
 	b.cancel = cancel
 	c := b.c
 	for _, p := range peers {
-		b.probes[p] = probePending
+		b.probes[p] = ProbePending
 		b.probeWG.Add(1)
 		go func() {
 			defer b.probeWG.Done()
-			state := probeSilent
+			state := ProbeSilent
 			if l := c.linkTo(p); l != nil && l.Ping(ctx) == nil {
-				state = probeAnswered
+				state = ProbeAnswered
 			}
 			b.mu.Lock()
-			if b.probes[p] == probePending {
+			if b.probes[p] == ProbePending {
 				b.probes[p] = state
 			}
 			b.mu.Unlock()
@@ -332,65 +373,30 @@ func containsInt(s []int, v int) bool {
 // the caller holds mu and running is true (or it is the operation
 // goroutine itself).
 func (b *statusBoard) links(dst []LinkStatus) []LinkStatus {
-	o := b.o
-	for pass := range 2 {
-		for k, w := range o.workers {
-			ln := &o.plan.lanes[k]
-			if ln.send != (pass == 1) {
-				continue
-			}
-			dst = append(dst, b.lane(o, ln, w))
+	b.progress = b.o.Progress(b.progress[:0])
+	for _, p := range b.progress {
+		s := LinkStatus{Peer: p.Peer, Send: p.Send, Step: p.Step, Steps: p.Steps, Chunk: p.Chunk, Chunks: p.Chunks, Done: p.Done}
+		if !p.Done {
+			s.Phase = phase(&b.hdr, b.c.world, p.Step)
+			s.Probe = b.probes[p.Peer]
 		}
+		dst = append(dst, s)
 	}
 	return dst
-}
-
-// lane describes one lane's progress.
-func (b *statusBoard) lane(o *opState, ln *lane, w *worker) LinkStatus {
-	s := LinkStatus{Peer: ln.peer, Send: ln.send, Steps: len(ln.items)}
-	item, ch := int(w.item.Load()), int(w.chunk.Load())
-	if item >= len(ln.items) {
-		item = len(ln.items) - 1
-	}
-	if item < 0 || len(ln.items) == 0 {
-		s.Done = true
-		return s
-	}
-	var done int64
-	var chunks int
-	if ln.send {
-		j := ln.items[item]
-		done, chunks = o.sendDone[j].Load(), o.sendChunks[j]
-	} else {
-		i := ln.items[item]
-		done, chunks = o.recvDone[i].Load(), o.recvChunks[i]
-	}
-	if item == len(ln.items)-1 && done >= int64(chunks) {
-		s.Done, s.Step = true, len(ln.items)
-		return s
-	}
-	s.Step, s.Chunk, s.Chunks = item, ch, chunks
-	s.Phase = phase(o, b.c.world, item)
-	if st := b.probes[ln.peer]; st != probeNone {
-		s.Probe = probeNames[st]
-	}
-	return s
 }
 
 // phase names the part of a ring AllReduce that a link's step belongs to:
 // steps 0..n-2 are the reduce-scatter and n-1..2n-3 the allgather, on both
 // links of the ring (the ring needs no empty opening frame: its first
 // chunk opens the operation).
-func phase(o *opState, world, step int) string {
-	if o.Hdr.Op != wire.OpAllReduce || o.Hdr.Algo != wire.AlgoRing || world < 2 {
-		return ""
-	}
+func phase(h *wire.Header, world, step int) Phase {
 	switch {
+	case h.Op != wire.OpAllReduce || h.Algo != wire.AlgoRing || world < 2:
+		return PhaseNone
 	case step < world-1:
-		return "reduce-scatter"
-	default:
-		return "allgather"
+		return PhaseReduceScatter
 	}
+	return PhaseAllGather
 }
 
 // stall is what an operation that ran out of time was waiting for, for
@@ -403,7 +409,7 @@ type stall struct {
 
 // stallReport describes where o stood when it failed; the caller is the
 // operation goroutine, after every lane returned.
-func (c *Communicator) stallReport(o *opState) stall {
+func (c *Communicator) stallReport() stall {
 	b := &c.board
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -425,8 +431,8 @@ func (c *Communicator) stallReport(o *opState) stall {
 		} else {
 			p = fmt.Sprintf("waiting for step %d of %d", l.Step, l.Steps)
 		}
-		if l.Phase != "" {
-			p += " (" + l.Phase + ")"
+		if l.Phase != PhaseNone {
+			p += " (" + l.Phase.String() + ")"
 		}
 		p += fmt.Sprintf(" chunk %d of %d", l.Chunk, l.Chunks)
 		if l.Send {
@@ -435,9 +441,9 @@ func (c *Communicator) stallReport(o *opState) stall {
 			p += fmt.Sprintf(" from rank %d", l.Peer)
 		}
 		switch b.probes[l.Peer] {
-		case probeAnswered:
+		case ProbeAnswered:
 			p += " (alive: it answered a ping)"
-		case probePending, probeSilent:
+		case ProbePending, ProbeSilent:
 			p += fmt.Sprintf(", which did not answer a ping for %v: stopped, partitioned or overloaded", b.lead.Round(time.Millisecond))
 			if !containsInt(st.silent, l.Peer) {
 				st.silent = append(st.silent, l.Peer)

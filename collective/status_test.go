@@ -68,7 +68,7 @@ func TestStatusInFlight(t *testing.T) {
 		return false
 	})
 	op := s.Ops[0]
-	if op.Seq != 1 || op.Call != "AllReduce(float32[30000], sum) #1" || op.Algorithm != "ring" || op.Bytes != 120000 {
+	if op.Seq != 1 || op.Call != "AllReduce(float32[30000], sum) #1" || op.Algorithm != collective.Ring || op.Schedule != collective.ScheduleRing || op.Bytes != 120000 {
 		t.Errorf("op status %+v", op)
 	}
 	if op.Deadline.IsZero() || op.Started.IsZero() || !op.Deadline.After(op.Started) {

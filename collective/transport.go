@@ -232,12 +232,12 @@ func (c *Communicator) laneWorkers(ctx context.Context, l *transport.Link) error
 	// the stream: the peer's side of the exchange may be in its buffer.
 	var in io.Reader
 	if w := c.recvers[onQUIC][l.Peer]; w != nil {
-		in = w.in
+		in = w.Reader()
 	}
 	if err := lm.OpenLanes(ctx, l, in); err != nil {
 		return fmt.Errorf("collective: %w", err)
 	}
-	c.senders[onLanes][l.Peer], c.recvers[onLanes][l.Peer] = c.newWorker(l, l.Lane, true), c.newWorker(l, l.Lane, false)
+	c.senders[onLanes][l.Peer], c.recvers[onLanes][l.Peer] = c.eng.NewWorker(l, l.Lane, true), c.eng.NewWorker(l, l.Lane, false)
 	return nil
 }
 

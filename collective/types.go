@@ -93,6 +93,19 @@ func (a Algorithm) String() string {
 	return fmt.Sprintf("Algorithm(%d)", uint8(a))
 }
 
+// Schedule is one schedule of an Algorithm: what Choice, Explain and
+// Status name.
+type Schedule = engine.Schedule
+
+// Schedules.
+const (
+	ScheduleRing              = engine.Ring              // the pipelined ring (package ring)
+	ScheduleRecursiveDoubling = engine.RecursiveDoubling // a tree schedule for AllReduce and Barrier
+	ScheduleDoubleBinaryTree  = engine.DoubleBinaryTree  // a tree schedule for AllReduce
+	ScheduleBinomialTree      = engine.BinomialTree      // a tree schedule for Broadcast, Reduce, Gather
+	ScheduleSharedMemory      = engine.SharedMemory      // the shared-memory engine's windows
+)
+
 // Errors that callers branch on with errors.Is. Every error returned by an
 // operation is an *OpError wrapping one of them (or a context error).
 var (

@@ -366,3 +366,24 @@ func subscribe(cores []*core) (<-chan struct{}, func()) {
 		}
 	}
 }
+
+// Awaitable is work that completes by itself, such as an asynchronous
+// collective (collective.Work): Done is closed when it has completed, Err
+// is then its error, and Cancel asks it to stop.
+type Awaitable interface {
+	Done() <-chan struct{}
+	Err() error
+	Cancel()
+}
+
+// Await returns a future, named name, that completes when w does, with
+// w's error; its Cancel cancels w. A goroutine waits for w until it
+// completes.
+func Await(name string, w Awaitable) *Future[struct{}] {
+	p := NewPromise[struct{}](name, w.Cancel)
+	go func() {
+		<-w.Done()
+		p.Resolve(struct{}{}, w.Err())
+	}()
+	return p.Future()
+}

@@ -309,7 +309,7 @@ func (w *worker) runStep(ctx context.Context) error {
 	if cfg.mode == "ps" {
 		scale = 1 / float64(cfg.batch)
 	}
-	futs := make([]*rt.Future[struct{}], 0, len(w.buckets))
+	futs := make([]*collective.Work, 0, len(w.buckets))
 	next := 0
 	ready := func(t int) {
 		if !cfg.overlap && t < len(w.model.tensors)-1 {
@@ -345,7 +345,7 @@ func (w *worker) runStep(ctx context.Context) error {
 				return fmt.Errorf("step %d: parameter server: %w", s, err)
 			}
 		}
-		pulls := make([]*rt.Future[struct{}], len(w.buckets))
+		pulls := make([]*collective.Work, len(w.buckets))
 		for i, b := range w.buckets {
 			pulls[i] = comm.BroadcastAsync(ctx, w.params[b.Lo:b.Hi], 0)
 		}
@@ -374,23 +374,15 @@ func (w *worker) runStep(ctx context.Context) error {
 
 // waitAll waits until every future has completed (their buffers are free
 // again) and returns the first failure.
-func waitAll(ctx context.Context, futs []*rt.Future[struct{}]) error {
-	if _, _, err := rt.Wait(ctx, futs, len(futs)); err != nil {
-		return err
-	}
-	for _, f := range futs {
-		if err := f.Err(); err != nil {
-			return err
-		}
-	}
-	return nil
+func waitAll(ctx context.Context, works []*collective.Work) error {
+	return collective.WaitAll(ctx, works...)
 }
 
 // maybeDie is the -kill hook: the armed worker SIGKILLs itself in its
 // kill step, after the first bucket's collective completed (so the others
 // hold a partly averaged gradient) and before the second goes out; with a
 // single bucket, before it goes out.
-func (w *worker) maybeDie(step, bucketIdx int, futs []*rt.Future[struct{}]) {
+func (w *worker) maybeDie(step, bucketIdx int, futs []*collective.Work) {
 	if !w.killArmed || step != w.cfg.killStep || (bucketIdx != 1 && len(w.buckets) > 1) {
 		return
 	}

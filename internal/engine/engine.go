@@ -124,3 +124,29 @@ func ReduceInto(dt wire.DType, k reduce.Op, dst, src []byte) {
 		reduce.Float32(k, F32(dst), F32(src))
 	}
 }
+
+// Schedule names a schedule a call can run: collective exports it, and
+// the stream engine builds its plans from it.
+type Schedule uint8
+
+// Schedules.
+const (
+	Ring               Schedule = iota + 1 // the pipelined ring (package ring)
+	RecursiveDoubling                      // AllReduce and Barrier (package tree)
+	DoubleBinaryTree                       // AllReduce (package tree)
+	BinomialTree                           // Broadcast, Reduce, Gather (package tree)
+	SharedMemory                           // the shared-memory engine's windows
+)
+
+var scheduleNames = [...]string{"", "ring", "recursive doubling", "double binary tree", "binomial tree", "shared memory"}
+
+func (s Schedule) String() string {
+	if int(s) < len(scheduleNames) && s != 0 {
+		return scheduleNames[s]
+	}
+	return fmt.Sprintf("Schedule(%d)", uint8(s))
+}
+
+// Tree reports whether s is one of package tree's schedules, which the
+// frames mark as wire.AlgoTree.
+func (s Schedule) Tree() bool { return s >= RecursiveDoubling && s <= BinomialTree }

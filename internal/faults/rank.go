@@ -396,7 +396,7 @@ func reached(op collective.OpStatus, point string) bool {
 				return true
 			}
 		case PointReduceScatter, PointAllGather:
-			if !l.Send && !l.Done && l.Phase == point {
+			if !l.Send && !l.Done && l.Phase.String() == point {
 				return true
 			}
 		}

@@ -1,4 +1,4 @@
-package collective
+package stream
 
 import "github.com/ringo-ml/ringo/internal/transport"
 

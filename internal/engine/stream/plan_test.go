@@ -1,8 +1,9 @@
-package collective
+package stream
 
 import (
 	"testing"
 
+	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/wire"
 	"github.com/ringo-ml/ringo/ring"
 )
@@ -18,23 +19,23 @@ import (
 func TestOpeningFrames(t *testing.T) {
 	type sched struct {
 		name string
-		plan func(c *Communicator, root int) *plan
+		op   wire.Op
+		s    engine.Schedule
 	}
 	var scheds []sched
-	for _, op := range []wire.Op{wire.OpAllReduce, wire.OpBroadcast, wire.OpReduce, wire.OpGather,
-		wire.OpAllGather, wire.OpReduceScatter, wire.OpBarrier, wire.OpSendRecv} {
-		scheds = append(scheds, sched{"ring " + op.String(), func(c *Communicator, root int) *plan { return c.ringPlan(op, root) }})
+	for op := wire.OpAllReduce; op <= wire.OpSendRecv; op++ {
+		for s := engine.Ring; s <= engine.BinomialTree; s++ {
+			if Has(op, s) {
+				scheds = append(scheds, sched{s.String() + " " + op.String(), op, s})
+			}
+		}
 	}
-	for _, x := range []struct {
-		op   wire.Op
-		name string
-	}{{wire.OpAllReduce, nameRD}, {wire.OpAllReduce, nameDBT}, {wire.OpBarrier, nameRD},
-		{wire.OpBroadcast, nameBinomial}, {wire.OpReduce, nameBinomial}, {wire.OpGather, nameBinomial}} {
-		scheds = append(scheds, sched{x.name + " " + x.op.String(), func(c *Communicator, root int) *plan { return c.treePlan(x.op, root, x.name) }})
+	if len(scheds) != 14 {
+		t.Fatalf("%d schedules, want 8 ring and 6 tree ones", len(scheds))
 	}
 	first := func(p *plan, peer int, send bool) (int, bool) {
 		for _, l := range p.lanes {
-			if l.peer == peer && l.send == send {
+			if l.Peer == peer && l.Send == send {
 				return l.items[0], true
 			}
 		}
@@ -53,8 +54,8 @@ func TestOpeningFrames(t *testing.T) {
 			for root := range world {
 				plans := make([]*plan, world)
 				for r := range world {
-					c := &Communicator{world: world, rank: r, plans: map[planKey]*plan{}}
-					plans[r] = s.plan(c, root)
+					e := &Engine{world: world, rank: r, plans: map[planKey]*plan{}}
+					plans[r] = e.plan(s.op, s.s, root)
 				}
 				opened := make([]bool, world)
 				for r := range world {
@@ -77,7 +78,7 @@ func TestOpeningFrames(t *testing.T) {
 					}
 					sd, rv := plans[r].sends[j], plans[succ].recvs[i]
 					opened[r] = sd.open
-					if s.name == nameRD+" AllReduce" && world&(world-1) == 0 {
+					if s.name == "recursive doubling AllReduce" && world&(world-1) == 0 {
 						// Gray-code order: every ring link is an exchange.
 						if !carriesData(plans[r], succ) {
 							t.Errorf("%s world %d: rank %d sends its successor nothing but the opening frame", s.name, world, r)
@@ -93,10 +94,10 @@ func TestOpeningFrames(t *testing.T) {
 				}
 				if world == 4 {
 					want := []bool{false, false, false, false}
-					if s.name == nameRD+" AllReduce" {
+					if s.name == "recursive doubling AllReduce" {
 						want = []bool{false, true, false, true}
 					}
-					if s.name == "ring AllReduce" || s.name == nameRD+" AllReduce" {
+					if s.name == "ring AllReduce" || s.name == "recursive doubling AllReduce" {
 						for r := range world {
 							if opened[r] != want[r] {
 								t.Errorf("%s world 4: opening frames %v, want %v", s.name, opened, want)
