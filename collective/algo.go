@@ -111,8 +111,8 @@ type Choice struct {
 type candidate struct {
 	algo  Algorithm
 	sched Schedule
-	t    float64 // seconds
-	path dataPath
+	t     float64 // seconds
+	path  dataPath
 }
 
 // candidates holds a call's estimates without allocating.

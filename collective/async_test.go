@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // asyncGroup starts world in-process ranks and closes them at the end.

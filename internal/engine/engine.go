@@ -131,11 +131,11 @@ type Schedule uint8
 
 // Schedules.
 const (
-	Ring               Schedule = iota + 1 // the pipelined ring (package ring)
-	RecursiveDoubling                      // AllReduce and Barrier (package tree)
-	DoubleBinaryTree                       // AllReduce (package tree)
-	BinomialTree                           // Broadcast, Reduce, Gather (package tree)
-	SharedMemory                           // the shared-memory engine's windows
+	Ring              Schedule = iota + 1 // the pipelined ring (package ring)
+	RecursiveDoubling                     // AllReduce and Barrier (package tree)
+	DoubleBinaryTree                      // AllReduce (package tree)
+	BinomialTree                          // Broadcast, Reduce, Gather (package tree)
+	SharedMemory                          // the shared-memory engine's windows
 )
 
 var scheduleNames = [...]string{"", "ring", "recursive doubling", "double binary tree", "binomial tree", "shared memory"}
