@@ -284,9 +284,10 @@ func newCommunicator(cfg *Config) *Communicator {
 	if cfg.Transport.lanesOnly() {
 		c.paths = []dataPath{onLanes}
 	}
-	c.eng = stream.New(v.Rank, len(v.Members), cfg.ChunkBytes, c.board.run)
-	c.queue = order.New(c.abandoned)
 	c.life, c.endLife = context.WithCancel(context.Background())
+	c.eng = stream.New(stream.Config{Rank: v.Rank, World: len(v.Members), ChunkBytes: cfg.ChunkBytes,
+		OnRun: c.board.run, Ping: c.ping, Life: c.life})
+	c.queue = order.New(c.abandoned)
 	return c
 }
 
@@ -549,6 +550,15 @@ func (c *Communicator) linkTo(peer int) *transport.Link {
 		return nil
 	}
 	return c.links[peer]
+}
+
+// ping asks peer whether it is alive, over its link.
+func (c *Communicator) ping(ctx context.Context, peer int) error {
+	l := c.linkTo(peer)
+	if l == nil {
+		return ErrPeerLost
+	}
+	return l.Ping(ctx)
 }
 
 // events receives what the links learn between and during operations.

@@ -311,7 +311,7 @@ func (c *Communicator) runOnShm(ctx context.Context, o *stream.Op, timeout time.
 		}
 	}
 	if err := c.shm.Run(ctx, &o.Call, timeout); err != nil {
-		return c.failed(&o.Hdr, err)
+		return c.failed(o, err)
 	}
 	return nil
 }
@@ -326,7 +326,7 @@ func (c *Communicator) runOnLinks(ctx context.Context, o *stream.Op, s Schedule,
 			return err
 		}
 		if err := c.linkFor(ctx, ln.Peer); err != nil {
-			return c.failed(&o.Hdr, fmt.Errorf("%w: %w", ErrPeerLost, err))
+			return c.failed(o, fmt.Errorf("%w: %w", ErrPeerLost, err))
 		}
 		if ln.Send {
 			o.Use(c.senders[path][ln.Peer])
@@ -335,7 +335,7 @@ func (c *Communicator) runOnLinks(ctx context.Context, o *stream.Op, s Schedule,
 		}
 	}
 	if err := c.eng.Run(ctx, o, timeout); err != nil {
-		return c.failed(&o.Hdr, err)
+		return c.failed(o, err)
 	}
 	return nil
 }
@@ -352,8 +352,8 @@ func (c *Communicator) divide(o *stream.Op) {
 
 // failed classifies an operation's failure, poisons the communicator and
 // returns the caller's error.
-func (c *Communicator) failed(h *wire.Header, err error) error {
-	call := engine.Describe(h)
+func (c *Communicator) failed(o *stream.Op, err error) error {
+	call := engine.Describe(&o.Hdr)
 	c.mu.Lock()
 	cause := c.cause
 	c.mu.Unlock()
@@ -372,21 +372,21 @@ func (c *Communicator) failed(h *wire.Header, err error) error {
 		if errors.Is(err, context.Canceled) {
 			code = wire.CodeCanceled
 		}
-		st := c.stallReport()
-		err = fmt.Errorf("%w %s", err, st.report)
-		if code == wire.CodeTimeout && st.alive {
+		st := c.stallReport(o)
+		err = fmt.Errorf("%w %s", err, st.Report)
+		if code == wire.CodeTimeout && st.Alive {
 			// Every peer this rank waited for is alive and waiting itself:
 			// the rank that stalled is further away, and its neighbours
 			// name it in their aborts. Wait briefly for one.
-			if peer := c.awaitPeerReport(c.board.reportWait()); peer != nil {
+			if peer := c.awaitPeerReport(o.ReportWait()); peer != nil {
 				err = fmt.Errorf("%w; %w", err, peer)
 				return &OpError{Rank: c.rank, Call: call, Err: err}
 			}
 		}
-		if len(st.silent) > 0 {
+		if len(st.Silent) > 0 {
 			// Lead with the culprit: the abort's reason is bounded, and the
 			// peers quote it in their own errors.
-			reason := fmt.Sprintf("rank %d stalled: rank %d: %s: %v", st.silent[0], c.rank, call, err)
+			reason := fmt.Sprintf("rank %d stalled: rank %d: %s: %v", st.Silent[0], c.rank, call, err)
 			c.poison(err, code, reason)
 			return &OpError{Rank: c.rank, Call: call, Err: err}
 		}

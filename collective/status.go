@@ -93,7 +93,7 @@ func (p Phase) String() string {
 
 // Probe is what became of the liveness probe an operation sends to the
 // peers of its unfinished links shortly before its deadline.
-type Probe uint8
+type Probe uint8 // numbered as stream.Probe
 
 // Probe states of a peer in an operation.
 const (
@@ -203,66 +203,36 @@ func (l LinkStatus) String() string {
 	return s
 }
 
-// Liveness probe timing. An operation still running at probeLead before
-// its deadline pings the peers of its unfinished links, so that when the
-// deadline passes its error can say whether the peer it waited for was
-// alive (and waiting itself) or silent. Operations with less than
-// minProbeBudget in all are not probed.
 const (
-	maxProbeLead   = time.Second
-	minProbeBudget = 200 * time.Millisecond
-	// peerReportWait is the least time a rank whose own peers all answered
-	// the probe waits, after its deadline, for a peer's abort naming the
-	// rank that stalled (see reportWait): the neighbours of a silent rank
-	// abort at their deadline and the abort reaches the others within a
-	// few link hops. A rank whose operation failed on a link waits as long
-	// for the abort that says why.
+	// peerReportWait is how long a rank whose operation failed on a link
+	// waits for the abort that says why: a peer that failed sends its
+	// abort and may close at once, and the connection's end can overtake
+	// the abort.
 	peerReportWait = 250 * time.Millisecond
 	// abortLinger bounds how long Close of a failed communicator waits
 	// for its aborts to reach the peers before it closes the connections.
 	abortLinger = 250 * time.Millisecond
 )
 
-// reportWait is how long an operation that ran out of time, and whose
-// own peers all answered the probe, waits for a peer's abort naming the
-// rank that stalled: the ranks' deadlines differ by how much later each
-// entered the call, so the wait grows with the probe's lead (a quarter of
-// the operation's time, at most a second).
-func (b *statusBoard) reportWait() time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return max(peerReportWait, b.lead)
-}
-
-// statusBoard publishes the operation in flight to Status and runs the
-// liveness probe before its deadline. It is its own lock's domain: the
-// operation goroutine writes the opState only while running is false, or
-// (atomics aside) not at all, so Status may read it under mu while
-// running is true.
+// statusBoard publishes the operation in flight to Status. It is its own
+// lock's domain: the operation goroutine writes the engine's operation
+// only while running is false, or (atomics aside) not at all, so Status
+// may read its progress under mu while running is true.
 type statusBoard struct {
-	c *Communicator
-
 	mu       sync.Mutex
+	world    int
 	active   bool // an operation is between begin and end
-	running  bool // its state is prepared: Status may read the opState
+	running  bool // its state is prepared: Status may read its progress
 	hdr      wire.Header
 	sched    Schedule
 	o        *stream.Op
 	started  time.Time
 	deadline time.Time
-	lead     time.Duration // how long before the deadline the probe fires
-
-	timer    *time.Timer // the probe; made once, reset per operation
 	progress []stream.LaneProgress
-	probes   map[int]Probe // peer -> probe state, for this operation
-	probed   bool          // the probe ran for this operation
-	cancel   context.CancelFunc
-	probeWG  sync.WaitGroup
 }
 
 // begin publishes an operation: its call and deadline. The caller holds
-// opMu and has numbered the call. It does not allocate (but for the
-// probe's timer, once per communicator).
+// opMu and has numbered the call.
 func (b *statusBoard) begin(c *Communicator, ctx context.Context, h *wire.Header, sched Schedule) {
 	now := time.Now()
 	deadline, ok := ctx.Deadline()
@@ -270,115 +240,37 @@ func (b *statusBoard) begin(c *Communicator, ctx context.Context, h *wire.Header
 		deadline = now.Add(c.timeout)
 	}
 	b.mu.Lock()
-	b.c = c
+	b.world = c.world
 	b.active, b.running = true, false
 	b.hdr, b.sched, b.o = *h, sched, nil
 	b.started, b.deadline = now, deadline
-	b.probed = false
-	clear(b.probes)
-	b.lead = 0
-	if budget := deadline.Sub(now); !deadline.IsZero() && budget >= minProbeBudget {
-		b.lead = min(maxProbeLead, budget/4)
-		if b.timer == nil {
-			b.timer = time.AfterFunc(budget-b.lead, b.probe)
-		} else {
-			b.timer.Reset(budget - b.lead)
-		}
-	}
 	b.mu.Unlock()
 }
 
-// run marks the operation's state prepared: from now until end, Status and
-// the probe read it.
+// run marks the operation's state prepared: from now until end, Status
+// reads its progress.
 func (b *statusBoard) run(o *stream.Op) {
 	b.mu.Lock()
 	b.o, b.running = o, true
 	b.mu.Unlock()
 }
 
-// end withdraws the operation, stops its probe and waits for the probe's
-// pings to return.
+// end withdraws the operation.
 func (b *statusBoard) end() {
 	b.mu.Lock()
 	b.active, b.running, b.o = false, false, nil
-	if b.cancel != nil {
-		b.cancel()
-		b.cancel = nil
-	}
-	t := b.timer
 	b.mu.Unlock()
-	if t != nil {
-		t.Stop()
-	}
-	b.probeWG.Wait()
-}
-
-// probe runs on the timer's goroutine near the operation's deadline: it
-// pings the peers of the unfinished links, each ping bounded by the
-// deadline, and records who answered.
-func (b *statusBoard) probe() {
-	b.mu.Lock()
-	// A timer armed for an earlier operation may fire late, into this one:
-	// it is early for this one's deadline, and this one's own timer follows.
-	if !b.running || b.probed || time.Until(b.deadline) > b.lead+100*time.Millisecond {
-		b.mu.Unlock()
-		return
-	}
-	b.probed = true
-	var peers []int
-	for _, l := range b.links(nil) {
-		if !l.Done && !containsInt(peers, l.Peer) {
-			peers = append(peers, l.Peer)
-		}
-	}
-	if len(peers) == 0 {
-		b.mu.Unlock()
-		return
-	}
-	if b.probes == nil {
-		b.probes = make(map[int]Probe)
-	}
-	ctx, cancel := context.WithDeadline(b.c.life, b.deadline)
-	b.cancel = cancel
-	c := b.c
-	for _, p := range peers {
-		b.probes[p] = ProbePending
-		b.probeWG.Add(1)
-		go func() {
-			defer b.probeWG.Done()
-			state := ProbeSilent
-			if l := c.linkTo(p); l != nil && l.Ping(ctx) == nil {
-				state = ProbeAnswered
-			}
-			b.mu.Lock()
-			if b.probes[p] == ProbePending {
-				b.probes[p] = state
-			}
-			b.mu.Unlock()
-		}()
-	}
-	b.mu.Unlock()
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // links describes every lane of the running operation, receives first;
-// the caller holds mu and running is true (or it is the operation
-// goroutine itself).
+// the caller holds mu and running is true.
 func (b *statusBoard) links(dst []LinkStatus) []LinkStatus {
 	b.progress = b.o.Progress(b.progress[:0])
 	for _, p := range b.progress {
-		s := LinkStatus{Peer: p.Peer, Send: p.Send, Step: p.Step, Steps: p.Steps, Chunk: p.Chunk, Chunks: p.Chunks, Done: p.Done}
+		s := LinkStatus{Peer: p.Peer, Send: p.Send, Step: p.Step, Steps: p.Steps, Chunk: p.Chunk, Chunks: p.Chunks, Done: p.Done,
+			Probe: Probe(p.Probe)}
 		if !p.Done {
-			s.Phase = phase(&b.hdr, b.c.world, p.Step)
-			s.Probe = b.probes[p.Peer]
+			s.Phase = phase(&b.hdr, b.world, p.Step)
 		}
 		dst = append(dst, s)
 	}
@@ -399,65 +291,11 @@ func phase(h *wire.Header, world, step int) Phase {
 	return PhaseAllGather
 }
 
-// stall is what an operation that ran out of time was waiting for, for
-// its error: one entry per unfinished link, receives first.
-type stall struct {
-	report string // "waiting for step 3 of 6 (reduce-scatter) chunk 0 of 2 from rank 4, which did not answer ..."
-	silent []int  // peers that did not answer the probe
-	alive  bool   // every peer waited for answered the probe (the stall is further away)
-}
-
-// stallReport describes where o stood when it failed; the caller is the
-// operation goroutine, after every lane returned.
-func (c *Communicator) stallReport() stall {
-	b := &c.board
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.running {
-		if c.shm != nil {
-			return stall{report: c.shm.Report()}
-		}
-		return stall{report: "while connecting to a peer"}
+// stallReport describes where operation o stood when it failed; the
+// caller is the operation goroutine.
+func (c *Communicator) stallReport(o *stream.Op) stream.Stall {
+	if c.shm != nil {
+		return stream.Stall{Report: c.shm.Report()}
 	}
-	var parts []string
-	st := stall{alive: b.probed}
-	for _, l := range b.links(nil) {
-		if l.Done {
-			continue
-		}
-		var p string
-		if l.Send {
-			p = fmt.Sprintf("sending step %d of %d", l.Step, l.Steps)
-		} else {
-			p = fmt.Sprintf("waiting for step %d of %d", l.Step, l.Steps)
-		}
-		if l.Phase != PhaseNone {
-			p += " (" + l.Phase.String() + ")"
-		}
-		p += fmt.Sprintf(" chunk %d of %d", l.Chunk, l.Chunks)
-		if l.Send {
-			p += fmt.Sprintf(" to rank %d", l.Peer)
-		} else {
-			p += fmt.Sprintf(" from rank %d", l.Peer)
-		}
-		switch b.probes[l.Peer] {
-		case ProbeAnswered:
-			p += " (alive: it answered a ping)"
-		case ProbePending, ProbeSilent:
-			p += fmt.Sprintf(", which did not answer a ping for %v: stopped, partitioned or overloaded", b.lead.Round(time.Millisecond))
-			if !containsInt(st.silent, l.Peer) {
-				st.silent = append(st.silent, l.Peer)
-			}
-			st.alive = false
-		default:
-			st.alive = false
-		}
-		parts = append(parts, p)
-	}
-	if len(parts) == 0 {
-		st.report, st.alive = "before the first frame moved", false
-		return st
-	}
-	st.report = "while " + strings.Join(parts, "; ")
-	return st
+	return o.Stall(func(step int) string { return phase(&o.Hdr, c.world, step).String() })
 }

@@ -44,6 +44,8 @@ type Engine struct {
 	cb          int // chunk bytes
 	lim         wire.Limits
 	onRun       func(*Op)
+	ping        func(ctx context.Context, peer int) error
+	life        context.Context
 	stage       [stageSlots][]byte
 	tmp         []byte // partial results (ReduceScatter, tree reductions), grown on demand
 	plans       map[planKey]*plan
@@ -59,12 +61,25 @@ type Engine struct {
 	wg      sync.WaitGroup
 }
 
-// New makes rank's engine in a world of world ranks, moving chunks of
-// chunkBytes (a multiple of 8). onRun, when not nil, is called with each
-// operation once its progress counters are set, from when Progress may be
-// read until Run returns. Stop ends it.
-func New(rank, world, chunkBytes int, onRun func(*Op)) *Engine {
-	e := &Engine{rank: rank, world: world, cb: chunkBytes, onRun: onRun,
+// Config says what an engine needs of its communicator.
+type Config struct {
+	Rank, World int
+	ChunkBytes  int // the pipelining unit, a multiple of 8
+	// OnRun, when not nil, is called with each operation once its
+	// progress counters are set: from then until Run returns, Progress
+	// may be read from any goroutine.
+	OnRun func(*Op)
+	// Ping, when not nil, asks a peer whether it is alive, for the
+	// liveness probe near an operation's deadline; Life bounds the pings
+	// (the communicator's lifetime).
+	Ping func(ctx context.Context, peer int) error
+	Life context.Context
+}
+
+// New makes an engine. Stop ends it.
+func New(cfg Config) *Engine {
+	rank, world, chunkBytes := cfg.Rank, cfg.World, cfg.ChunkBytes
+	e := &Engine{rank: rank, world: world, cb: chunkBytes, onRun: cfg.OnRun, ping: cfg.Ping, life: cfg.Life,
 		lim:       wire.Limits{MaxPayload: uint32(chunkBytes), MaxWorld: int32(world)},
 		plans:     make(map[planKey]*plan),
 		laneDone:  make(chan error, 2*world),
@@ -74,6 +89,9 @@ func New(rank, world, chunkBytes int, onRun func(*Op)) *Engine {
 	}
 	if e.onRun == nil {
 		e.onRun = func(*Op) {}
+	}
+	if e.life == nil {
+		e.life = context.Background()
 	}
 	for i := range e.stage {
 		e.stage[i] = engine.AlignedBytes(chunkBytes)
@@ -138,7 +156,7 @@ func (e *Engine) Stop() {
 func (e *Engine) Begin(h *wire.Header) *Op {
 	o := &e.op
 	*o = Op{workers: o.workers[:0], recvChunks: o.recvChunks, sendChunks: o.sendChunks,
-		recvDone: o.recvDone, sendDone: o.sendDone, laneDone: o.laneDone}
+		recvDone: o.recvDone, sendDone: o.sendDone, laneDone: o.laneDone, dog: watchdog{probes: o.dog.probes}}
 	o.Hdr = *h
 	o.ES = h.DType.Size()
 	o.cb = e.cb / o.ES * o.ES
@@ -243,8 +261,9 @@ type Op struct {
 
 	mu     sync.Mutex
 	failed atomic.Bool
-	err    error // the first failure
-	done   bool  // every lane finished; a late expiry no longer counts
+	err    error    // the first failure
+	done   bool     // every lane finished; a late expiry no longer counts
+	dog    watchdog // the liveness probe near the deadline
 }
 
 func wake(ch chan struct{}) {
@@ -665,15 +684,37 @@ type watchJob struct {
 // goroutine and one reused timer keep the data path free of allocations
 // (context.AfterFunc and context.WithTimeout allocate on every call).
 func (e *Engine) watch() {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	expiry, probe := time.NewTimer(time.Hour), time.NewTimer(time.Hour)
+	expiry.Stop()
+	probe.Stop()
 	for j := range e.watchJobs {
-		var expire <-chan time.Time
+		var expire, probeAt <-chan time.Time
 		if j.timeout > 0 {
-			timer.Reset(j.timeout)
-			expire = timer.C
+			expiry.Reset(j.timeout)
+			expire = expiry.C
 		}
+		if after := j.o.arm(j.ctx, j.timeout); after > 0 {
+			probe.Reset(after)
+			probeAt = probe.C
+		}
+		e.await(j, expire, probeAt)
+		expiry.Stop()
+		probe.Stop()
+		j.o.disarm()
+		e.watchDone <- struct{}{}
+	}
+}
+
+// await waits for the end of job j's operation, failing it if its
+// context or timeout (expire) ends first, and probing its peers at
+// probeAt.
+func (e *Engine) await(j watchJob, expire, probeAt <-chan time.Time) {
+	for {
 		select {
+		case <-probeAt:
+			e.probe(j.o)
+			probeAt = nil
+			continue
 		case <-j.ctx.Done():
 			e.expire(j.o, context.Cause(j.ctx))
 			<-e.opEnd
@@ -682,8 +723,7 @@ func (e *Engine) watch() {
 			<-e.opEnd
 		case <-e.opEnd:
 		}
-		timer.Stop()
-		e.watchDone <- struct{}{}
+		return
 	}
 }
 

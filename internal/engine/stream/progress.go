@@ -10,8 +10,9 @@ type LaneProgress struct {
 	Step   int // the step being worked on (== Steps when Done)
 	Steps  int
 	Chunk  int // chunk of Step being worked on
-	Chunks int // chunks in Step
+	Chunks int   // chunks in Step
 	Done   bool
+	Probe  Probe // the liveness probe of Peer, while not Done
 }
 
 // Progress appends every lane's progress to dst, receives first, then
@@ -19,6 +20,8 @@ type LaneProgress struct {
 // change while the operation runs, so it may be called from any
 // goroutine between onRun and the end of Run.
 func (o *Op) Progress(dst []LaneProgress) []LaneProgress {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	for pass := range 2 {
 		for k, w := range o.workers {
 			ln := &o.plan.lanes[k]
@@ -54,5 +57,6 @@ func (o *Op) laneProgress(ln *Lane, w *Worker) LaneProgress {
 		return s
 	}
 	s.Step, s.Chunk, s.Chunks = item, ch, chunks
+	s.Probe = o.probeOf(ln.Peer)
 	return s
 }
