@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"sync"
 	"testing"
@@ -204,57 +203,5 @@ func expectNoAllocsOn(t *testing.T, comms []*Communicator, bufs [][]float32, run
 	op() // warm
 	if a := testing.AllocsPerRun(runs, op); a > 0 {
 		t.Errorf("%v allocations per AllReduce", a)
-	}
-}
-
-// TestExtrapolation: beyond the largest calibrated size a tree's line may
-// not grow more slowly than the ring's times the formulas' ratio, however
-// its two timed points lie — the case seen on a 16-core machine, where
-// recursive doubling timed a little under the ring at 1 MiB and Auto
-// carried it to 64 MiB, 1.1–1.3x slower than the ring there.
-func TestExtrapolation(t *testing.T) {
-	const world = 4
-	ring := Line{Fixed: 200 * time.Microsecond, PerByte: 8e-9}
-	k := Costs{Alpha: 50 * time.Microsecond, Beta: 5e-9, Gamma: 5e-11,
-		AllReduce:      [3]Line{ring, ring, ring},
-		AllReduceLarge: [3]Line{ring, {Fixed: 100 * time.Microsecond, PerByte: 7.5e-9}, {Fixed: 300 * time.Microsecond, PerByte: 11e-9}}}
-	first := func(bytes float64) candidate {
-		cs := k.estimates(wire.OpAllReduce, world, bytes, 512<<10)
-		return cs.list()[0]
-	}
-	if c := first(calTop); c.sched != ScheduleRecursiveDoubling {
-		t.Errorf("at the largest timed size the measured line stands: got %s", c.sched)
-	}
-	for _, bytes := range []float64{4 << 20, 64 << 20} {
-		if c := first(bytes); c.sched != ScheduleRing {
-			t.Errorf("%v bytes: %s extrapolated below the ring", bytes, c.sched)
-		}
-	}
-	// The bound is a floor: a tree measured steeper than it keeps its slope.
-	per := allReducePerByte(world, k.Beta, k.Gamma)
-	cs := k.estimates(wire.OpAllReduce, world, 64<<20, 512<<10)
-	for _, c := range cs.list() {
-		var want float64
-		switch c.sched {
-		case ScheduleRing:
-			want = ring.at(64 << 20)
-		case ScheduleRecursiveDoubling:
-			want = k.AllReduceLarge[1].at(calTop) + (64<<20-calTop)*ring.PerByte*per[1]/per[0]
-		case ScheduleDoubleBinaryTree:
-			want = k.AllReduceLarge[2].at(64 << 20)
-		}
-		if math.Abs(c.t-want) > 1e-12 {
-			t.Errorf("%s at 64 MiB: %v, want %v", c.sched, c.t, want)
-		}
-	}
-	// The formulas' ratios: recursive doubling moves log2(n) tensors, the
-	// ring 2(n-1)/n; a world that is not a power of two folds in and out.
-	for _, tc := range []struct {
-		world int
-		steps float64
-	}{{2, 1}, {3, 3}, {4, 2}, {5, 4}, {8, 3}, {12, 5}, {16, 4}} {
-		if s := rdSteps(tc.world); s != tc.steps {
-			t.Errorf("world %d: %v recursive-doubling steps, want %v", tc.world, s, tc.steps)
-		}
 	}
 }
