@@ -310,12 +310,9 @@ func New(ctx context.Context, cfg Config) (*Communicator, error) {
 	}
 	conn := cfg.Conn
 	if conn == nil {
-		addr, err := net.ResolveUDPAddr("udp", cfg.View.Members[cfg.View.Rank].Addr)
-		if err != nil {
+		var err error
+		if conn, err = transport.ListenUDP(cfg.View.Members[cfg.View.Rank].Addr); err != nil {
 			return nil, fmt.Errorf("collective: this rank's address: %w", err)
-		}
-		if conn, err = net.ListenUDP("udp", addr); err != nil {
-			return nil, fmt.Errorf("collective: binding %s: %w", addr, err)
 		}
 	}
 	peers := make([]transport.Peer, len(cfg.View.Members))
@@ -704,7 +701,7 @@ func (c *Communicator) Close() error {
 		if c.member != nil {
 			m := c.member
 			c.detach()
-			defer m.leave()
+			defer m.m.Leave()
 		}
 		if c.mesh == nil {
 			return

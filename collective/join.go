@@ -2,17 +2,11 @@ package collective
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/ringo-ml/ringo/internal/pki"
+	"github.com/ringo-ml/ringo/internal/member"
 	"github.com/ringo-ml/ringo/internal/wire"
 	"github.com/ringo-ml/ringo/rendezvous"
 )
@@ -62,13 +56,10 @@ const suspectPingTimeout = time.Second
 
 // membership ties a communicator to the rendezvous node it came from.
 type membership struct {
-	node    *rendezvous.Node
-	cert    tls.Certificate
-	conn    *net.UDPConn
-	cfg     JoinConfig
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	closeMu sync.Once
+	m    *member.Member
+	cfg  JoinConfig
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 // Join finds the group through gossip (HashiCorp serf), agrees with the
@@ -93,157 +84,59 @@ func Join(ctx context.Context, cfg JoinConfig) (*Communicator, error) {
 		}
 		cfg.Key = k
 	}
-	host, _, err := net.SplitHostPort(cfg.Bind)
-	if err != nil {
-		return nil, fmt.Errorf("collective: %w: Bind %q: %v", ErrInvalid, cfg.Bind, err)
-	}
-	if cfg.DataBind == "" {
-		cfg.DataBind = net.JoinHostPort(host, "0")
-	}
-	var suffix [6]byte
-	_, _ = rand.Read(suffix[:])
-	name := "w-" + hex.EncodeToString(suffix[:]) + ".ringo"
-	cert, fp, err := pki.Ephemeral(name, 0)
-	if err != nil {
-		return nil, fmt.Errorf("collective: %w", err)
-	}
-	if cfg.Key == nil && !rendezvous.Loopback(cfg.DataBind) {
-		return nil, fmt.Errorf("collective: no cluster key: refusing to serve data on %s; set RINGO_CLUSTER_KEY to the output of `head -c 32 /dev/urandom | base64` on every worker, or bind 127.0.0.1", cfg.DataBind)
-	}
-	if cfg.DataAdvertise != "" {
-		if err := checkAdvertise(cfg.DataAdvertise); err != nil {
-			return nil, err
-		}
-		if cfg.Key == nil && !rendezvous.Loopback(cfg.DataAdvertise) {
-			return nil, fmt.Errorf("collective: no cluster key: refusing to advertise %s for data; set RINGO_CLUSTER_KEY to the output of `head -c 32 /dev/urandom | base64` on every worker, or stay on 127.0.0.1", cfg.DataAdvertise)
-		}
-	}
-	addr, err := net.ResolveUDPAddr("udp", cfg.DataBind)
-	if err != nil {
-		return nil, fmt.Errorf("collective: %w: DataBind %q: %v", ErrInvalid, cfg.DataBind, err)
-	}
-	conn, err := net.ListenUDP("udp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("collective: binding %s: %w", cfg.DataBind, err)
-	}
-	advertise := cfg.DataAdvertise
-	if advertise == "" {
-		la := conn.LocalAddr().(*net.UDPAddr)
-		if la.IP.IsUnspecified() {
-			conn.Close()
-			return nil, fmt.Errorf("collective: %w: DataBind %q is a wildcard address, which peers cannot dial: set DataAdvertise to the address they reach this worker at", ErrInvalid, cfg.DataBind)
-		}
-		advertise = la.String()
-	}
 	rank := -1
 	if cfg.Rank != nil {
 		rank = *cfg.Rank
 	}
-	node, err := rendezvous.Start(ctx, rendezvous.Config{
-		Group: cfg.Group, World: cfg.World, Min: cfg.Min, Max: cfg.Max,
-		Bind: cfg.Bind, Join: cfg.Join, Key: cfg.Key, Rank: rank, Name: name,
-		Meta:   rendezvous.Meta{Addr: advertise, CertSHA256: fp[:]},
-		Settle: cfg.Settle, Logger: cfg.Comm.Logger,
+	m, err := member.Start(ctx, member.Config{
+		Group: cfg.Group, World: cfg.World, Min: cfg.Min, Max: cfg.Max, Join: cfg.Join,
+		Bind: cfg.Bind, DataBind: cfg.DataBind, DataAdvertise: cfg.DataAdvertise, Key: cfg.Key,
+		Rank: rank, Settle: cfg.Settle, Logger: cfg.Comm.Logger,
 	})
 	if err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("collective: %w", err)
 	}
-	m := &membership{node: node, cert: cert, conn: conn, cfg: cfg}
-	c, err := m.form(ctx)
+	ms := &membership{m: m, cfg: cfg}
+	c, err := ms.next(ctx)
 	if err != nil {
-		node.Close()
-		conn.Close()
+		_ = m.Leave()
 		return nil, err
 	}
 	return c, nil
 }
 
-// checkAdvertise checks that addr is host:port with a host and a port a
-// peer can dial.
-func checkAdvertise(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
+// next agrees on the group's next view and builds its communicator.
+func (ms *membership) next(ctx context.Context) (*Communicator, error) {
+	v, rank, err := ms.m.Agree(ctx)
 	if err != nil {
-		return fmt.Errorf("collective: %w: DataAdvertise %q: %v", ErrInvalid, addr, err)
+		return nil, fmt.Errorf("collective: %w", err)
 	}
-	if host == "" {
-		return fmt.Errorf("collective: %w: DataAdvertise %q has no host", ErrInvalid, addr)
-	}
-	if len(addr) > rendezvous.MaxAddrLen {
-		return fmt.Errorf("collective: %w: DataAdvertise %q is longer than %d bytes", ErrInvalid, addr, rendezvous.MaxAddrLen)
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		return fmt.Errorf("collective: %w: DataAdvertise %q is a wildcard address, which peers cannot dial", ErrInvalid, addr)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("collective: %w: DataAdvertise %q: want a port in 1..65535", ErrInvalid, addr)
-	}
-	return nil
+	return ms.build(ctx, v, rank)
 }
 
-// form agrees on the next view and builds its communicator.
-func (m *membership) form(ctx context.Context) (*Communicator, error) {
-	v, err := m.agree(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return m.build(ctx, v)
-}
-
-// agree waits for the group's next view.
-func (m *membership) agree(ctx context.Context) (rendezvous.View, error) {
-	v, err := m.node.Agree(ctx)
-	if err != nil {
-		return v, fmt.Errorf("collective: agreeing on a view: %w", err)
-	}
-	return v, nil
-}
-
-// build makes this worker's communicator for view v.
-func (m *membership) build(ctx context.Context, v rendezvous.View) (*Communicator, error) {
-	rank := v.Rank(m.node.Name())
-	if rank < 0 {
-		return nil, fmt.Errorf("collective: the agreed view (epoch %d) does not include this worker", v.Epoch)
-	}
+// build makes this worker's communicator for view v, where it is rank.
+func (ms *membership) build(ctx context.Context, v rendezvous.View, rank int) (*Communicator, error) {
 	members := make([]Member, len(v.Members))
 	for i, mm := range v.Members {
 		members[i] = Member{Addr: mm.Addr, Name: mm.Name, CertSHA256: mm.CertSHA256}
 	}
-	cfg := m.cfg.Comm
+	cfg := ms.cfg.Comm
 	cfg.View = View{Group: v.Group, Epoch: v.Epoch, Rank: rank, Members: members}
-	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{m.cert}, MinVersion: tls.VersionTLS13}
-	cfg.Conn = m.conn
+	cfg.TLS = ms.m.TLS()
+	cfg.Conn = ms.m.Conn()
 	cfg.keepConn = true
 	c, err := New(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	c.member = m
-	m.stop = make(chan struct{})
-	m.wg.Add(1)
+	c.member = ms
+	ms.stop = make(chan struct{})
+	ms.wg.Add(1)
 	go func() {
-		defer m.wg.Done()
-		m.watch(c)
+		defer ms.wg.Done()
+		ms.m.Watch(ms.stop, c.suspect)
 	}()
 	return c, nil
-}
-
-// watch turns gossip failure reports into checked peer losses.
-func (m *membership) watch(c *Communicator) {
-	for {
-		select {
-		case <-m.stop:
-			return
-		case ev, ok := <-m.node.Events():
-			if !ok {
-				return
-			}
-			if ev.Rank < 0 || (ev.Kind != rendezvous.MemberFailed && ev.Kind != rendezvous.MemberLeft) {
-				continue
-			}
-			c.suspect(ev.Rank, fmt.Sprintf("gossip reports %s %s", ev.Member.Name, ev.Kind))
-		}
-	}
 }
 
 // suspect checks a failure hint about rank on the data plane. Only the
@@ -284,16 +177,17 @@ func (c *Communicator) Rejoin(ctx context.Context) (*Communicator, error) {
 		return nil, fmt.Errorf("collective: %w: Rejoin needs a communicator made by Join", ErrInvalid)
 	}
 	c.detach()
-	v, err := m.agree(ctx)
+	v, rank, err := m.m.Agree(ctx)
 	// Close before build: the next communicator reuses the socket.
 	_ = c.Close()
-	if err != nil { // nothing holds the membership any more: end it
-		_ = m.leave()
-		return nil, err
-	}
-	next, err := m.build(ctx, v)
+	var next *Communicator
 	if err != nil {
-		_ = m.leave()
+		err = fmt.Errorf("collective: %w", err)
+	} else {
+		next, err = m.build(ctx, v, rank)
+	}
+	if err != nil {
+		_ = m.m.Leave() // nothing holds the membership any more: end it
 		return nil, err
 	}
 	return next, nil
@@ -319,18 +213,7 @@ func (c *Communicator) Waiting() int {
 	if m == nil {
 		return 0
 	}
-	v := m.node.View()
-	in := make(map[string]bool, len(v.Members))
-	for _, mm := range v.Members {
-		in[mm.Name] = true
-	}
-	n := 0
-	for _, mm := range m.node.Members() {
-		if !in[mm.Name] {
-			n++
-		}
-	}
-	return n
+	return m.m.Waiting()
 }
 
 // detach stops the watcher; the node and the socket stay for the next view.
@@ -344,13 +227,4 @@ func (c *Communicator) detach() {
 	}
 	close(m.stop)
 	m.wg.Wait()
-}
-
-// leave ends the membership: called by Close of the last communicator.
-func (m *membership) leave() error {
-	var err error
-	m.closeMu.Do(func() {
-		err = errors.Join(m.node.Close(), m.conn.Close())
-	})
-	return err
 }

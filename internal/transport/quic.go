@@ -332,3 +332,17 @@ func translate(err error) error {
 	}
 	return err
 }
+
+// ListenUDP binds a UDP socket for a QUIC mesh at addr (host:port; port 0
+// for any).
+func ListenUDP(addr string) (*net.UDPConn, error) {
+	a, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := net.ListenUDP("udp", a)
+	if err != nil {
+		return nil, fmt.Errorf("binding %s: %w", addr, err)
+	}
+	return conn, nil
+}
