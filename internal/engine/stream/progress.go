@@ -10,7 +10,7 @@ type LaneProgress struct {
 	Step   int // the step being worked on (== Steps when Done)
 	Steps  int
 	Chunk  int // chunk of Step being worked on
-	Chunks int   // chunks in Step
+	Chunks int // chunks in Step
 	Done   bool
 	Probe  Probe // the liveness probe of Peer, while not Done
 }
