@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ringo-ml/ringo/internal/cost"
+	"github.com/ringo-ml/ringo/internal/engine/stream"
 	"github.com/ringo-ml/ringo/internal/wire"
 )
 
@@ -101,10 +102,10 @@ type candidate struct {
 	algo  Algorithm
 	sched Schedule
 	t     float64 // seconds
-	path  dataPath
+	path  stream.Path
 }
 
-func (x candidate) of(e cost.Estimate, p dataPath) candidate {
+func (x candidate) of(e cost.Estimate, p stream.Path) candidate {
 	algo := Ring
 	if e.Sched.Tree() {
 		algo = Tree
@@ -114,14 +115,14 @@ func (x candidate) of(e cost.Estimate, p dataPath) candidate {
 
 // choose picks the schedule and data path for a call: the forced ones, or
 // Auto's fastest estimates. It allocates nothing; explain adds the reason.
-func (c *Communicator) choose(op wire.Op, algo Algorithm, over Transport, bytes int, sched Schedule) (Choice, dataPath, error) {
+func (c *Communicator) choose(op wire.Op, algo Algorithm, over Transport, bytes int, sched Schedule) (Choice, stream.Path, error) {
 	if algo == Auto {
 		algo = c.algo
 	}
 	if algo > Tree {
 		return Choice{}, 0, fmt.Errorf("%w: unknown algorithm %v", ErrInvalid, algo)
 	}
-	var one [1]dataPath
+	var one [1]stream.Path
 	paths := c.paths
 	switch {
 	case over == TransportAuto:
@@ -140,7 +141,7 @@ func (c *Communicator) choose(op wire.Op, algo Algorithm, over Transport, bytes 
 	if c.shm != nil {
 		paths = nil
 	}
-	first := onQUIC // where there is no choice of path
+	first := stream.QUIC // where there is no choice of path
 	if len(paths) > 0 {
 		first = paths[0]
 	}
@@ -165,7 +166,7 @@ func (c *Communicator) choose(op wire.Op, algo Algorithm, over Transport, bytes 
 }
 
 // choiceTransport is what Choice.Transport says of path p.
-func (c *Communicator) choiceTransport(p dataPath) Transport {
+func (c *Communicator) choiceTransport(p stream.Path) Transport {
 	switch {
 	case c.shm != nil:
 		return TransportShm
@@ -178,7 +179,7 @@ func (c *Communicator) choiceTransport(p dataPath) Transport {
 // bestOn picks the schedule for a call on path p: the forced algorithm's,
 // or the fastest estimate, taking the ring within ringMargin of it; it
 // also returns every estimate. It allocates nothing.
-func (c *Communicator) bestOn(p dataPath, op wire.Op, algo Algorithm, bytes int) (candidate, cost.Estimates) {
+func (c *Communicator) bestOn(p stream.Path, op wire.Op, algo Algorithm, bytes int) (candidate, cost.Estimates) {
 	es := c.pathCosts[p].model().Estimates(op, c.world, float64(bytes), float64(c.cb))
 	list := es.List()
 	pick := candidate{}.of(list[0], p)
@@ -234,7 +235,7 @@ func (c *Communicator) explain(op wire.Op, algo Algorithm, over Transport, bytes
 	}
 	paths := c.paths
 	if over != TransportAuto {
-		paths = []dataPath{chosen}
+		paths = []stream.Path{chosen}
 	}
 	switch {
 	case c.world == 1:

@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/ringo-ml/ringo/internal/cost"
+	"github.com/ringo-ml/ringo/internal/engine/stream"
 	"github.com/ringo-ml/ringo/internal/reduce"
 	"github.com/ringo-ml/ringo/internal/turns"
 )
 
 // calCand is one schedule on one data path, as Calibrate times it.
 type calCand struct {
-	path  dataPath
+	path  stream.Path
 	sched int // index in cost.AllReduceScheds
 }
 
@@ -44,7 +45,7 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 		return nil
 	}
 	sbuf, rbuf := make([]float32, calBulk), make([]float32, calLarge)
-	var models [numPaths]Costs
+	var models [stream.NumPaths]Costs
 	for _, p := range c.paths {
 		k, err := c.probe(ctx, p, sbuf, rbuf)
 		if err != nil {
@@ -92,7 +93,7 @@ func (c *Communicator) Calibrate(ctx context.Context) error {
 }
 
 // probe measures this rank's alpha, beta and gamma on path p.
-func (c *Communicator) probe(ctx context.Context, p dataPath, sbuf, rbuf []float32) (Costs, error) {
+func (c *Communicator) probe(ctx context.Context, p stream.Path, sbuf, rbuf []float32) (Costs, error) {
 	on := Over(c.transportOf(p))
 	ring := []CallOption{Using(Ring), on}
 	if _, err := fastest(2, func() error { return c.Barrier(ctx, ring...) }); err != nil { // warm up
@@ -150,7 +151,7 @@ func (c *Communicator) agreeMax(ctx context.Context, vals []*float64) error {
 
 // fitSchedules times every candidate, agrees on the slowest rank's
 // times and fits each candidate's lines into models.
-func (c *Communicator) fitSchedules(ctx context.Context, cands []calCand, models *[numPaths]Costs, rbuf []float32) error {
+func (c *Communicator) fitSchedules(ctx context.Context, cands []calCand, models *[stream.NumPaths]Costs, rbuf []float32) error {
 	if len(cands) == 0 {
 		return nil
 	}

@@ -128,26 +128,20 @@ type Communicator struct {
 	linger      time.Duration
 	algo        Algorithm
 	transport   Transport
-	shm         *shmem.Group         // the shared-memory engine, when every rank is on this host
-	shmTuning   shmem.Tuning         // Config.Shm resolved
-	inProc      bool                 // made by NewInProc: the ranks already share memory through pipes
-	noShm       bool                 // Config.noShm
-	paths       []dataPath           // the data paths calls choose from; onLanes: every link has lanes
-	pathCosts   [numPaths]Costs      // Auto's model per path; set by Calibrate
-	lanes       transport.LaneConfig // what listenLanes asks the mesh for
+	shm         *shmem.Group           // the shared-memory engine, when every rank is on this host
+	shmTuning   shmem.Tuning           // Config.Shm resolved
+	inProc      bool                   // made by NewInProc: the ranks already share memory through pipes
+	noShm       bool                   // Config.noShm
+	paths       []stream.Path          // the data paths calls choose from; stream.Lanes: every link has lanes
+	pathCosts   [stream.NumPaths]Costs // Auto's model per path; set by Calibrate
+	lanes       transport.LaneConfig   // what listenLanes asks the mesh for
 
 	opMu  sync.Mutex   // held for the whole of an operation
 	queue *order.Queue // asynchronous operations and the calls between them, in issue order
 	seq   uint64
 	eng   *stream.Engine // the frame engine: network data paths and in-process pipes
 
-	// Per peer, made on first use (under opMu): the link and, per data
-	// path, its two workers. linkMu guards links for readers outside
-	// operations.
-	linkMu  sync.Mutex
-	links   []*transport.Link
-	senders [numPaths][]*stream.Worker
-	recvers [numPaths][]*stream.Worker
+	links *stream.Links // per peer, made on first use: the link and its workers
 
 	mu         sync.Mutex
 	cause      error // set once the communicator is poisoned
@@ -268,21 +262,18 @@ func newCommunicator(cfg *Config) *Communicator {
 		shmTuning:  cfg.shmTuning,
 		byes:       make(map[int]uint64),
 		echoed:     make(map[int]bool),
-		links:      make([]*transport.Link, len(v.Members)),
 		peerClosed: make(map[int]bool),
 	}
-	for p := range numPaths {
-		c.senders[p] = make([]*stream.Worker, len(v.Members))
-		c.recvers[p] = make([]*stream.Worker, len(v.Members))
+	for p := range stream.NumPaths {
 		c.pathCosts[p] = defaultCosts[p]
 	}
 	c.lanes = transport.LaneConfig{Security: cfg.Transport.laneSecurity(), Count: cfg.conns(),
 		Advertise: cfg.laneAdvertise, Timeout: cfg.laneTimeout, Logger: c.log}
 	// Set-up (and shared-memory detection) runs over QUIC; with Auto,
 	// lanes join in connect.
-	c.paths = []dataPath{onQUIC}
+	c.paths = []stream.Path{stream.QUIC}
 	if cfg.Transport.lanesOnly() {
-		c.paths = []dataPath{onLanes}
+		c.paths = []stream.Path{stream.Lanes}
 	}
 	c.life, c.endLife = context.WithCancel(context.Background())
 	c.eng = stream.New(stream.Config{Rank: v.Rank, World: len(v.Members), ChunkBytes: cfg.ChunkBytes,
@@ -330,6 +321,8 @@ func New(ctx context.Context, cfg Config) (*Communicator, error) {
 	}
 	c.mu.Lock()
 	c.mesh = mesh
+	c.links = c.eng.Links(mesh, !cfg.Transport.lanesOnly())
+	c.links.SetLanes(cfg.Transport.lanesOnly())
 	c.mu.Unlock()
 	if err := c.connect(ctx); err != nil {
 		_ = c.Close()
@@ -372,6 +365,7 @@ func NewInProc(ctx context.Context, world int, cfg Config) ([]*Communicator, err
 		}
 		c.mu.Lock()
 		c.mesh = mesh
+		c.links = c.eng.Links(mesh, true)
 		c.mu.Unlock()
 		comms[r] = c
 	}
@@ -402,9 +396,9 @@ func closeAll(comms []*Communicator) {
 
 // defaultCosts stand, per path, until Calibrate measures: loopback
 // figures of one TLS lane and of one QUIC connection.
-var defaultCosts = [numPaths]Costs{
-	onLanes: {Alpha: 30 * time.Microsecond, Beta: 1 / 1.0e9, Gamma: 1 / 10e9},
-	onQUIC:  {Alpha: 40 * time.Microsecond, Beta: 1 / 0.3e9, Gamma: 1 / 10e9},
+var defaultCosts = [stream.NumPaths]Costs{
+	stream.Lanes: {Alpha: 30 * time.Microsecond, Beta: 1 / 1.0e9, Gamma: 1 / 10e9},
+	stream.QUIC:  {Alpha: 40 * time.Microsecond, Beta: 1 / 0.3e9, Gamma: 1 / 10e9},
 }
 
 // connect establishes the links to the ring neighbours, finds whether the
@@ -439,7 +433,7 @@ func (c *Communicator) connect(ctx context.Context) error {
 			return err
 		}
 		if up {
-			c.paths = []dataPath{onLanes, onQUIC}
+			c.paths = []stream.Path{stream.Lanes, stream.QUIC}
 		}
 	}
 	if c.shm == nil && (c.algo == Auto || len(c.paths) > 1) {
@@ -456,66 +450,11 @@ func (c *Communicator) connect(ctx context.Context) error {
 }
 
 // connectPeers makes the links to the ring neighbours and, unless the ring
-// is forced, to every peer of a tree schedule. The lower rank of each pair
-// dials; all links are asked for at once.
+// is forced, to every peer of a tree schedule.
 func (c *Communicator) connectPeers(ctx context.Context) error {
-	want := make([]bool, c.world)
-	for _, p := range stream.Peers(c.world, c.rank, c.algo != Ring) {
-		want[p] = true
+	if err := c.links.Connect(ctx, stream.Peers(c.world, c.rank, c.algo != Ring)); err != nil {
+		return fmt.Errorf("collective: %w", err)
 	}
-	var wg sync.WaitGroup
-	for p, ok := range want {
-		if ok {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, _ = c.mesh.Link(ctx, p) // errors come again from ensureLink
-			}()
-		}
-	}
-	wg.Wait()
-	// Then their workers (and, for TCP, the data connections: both ends
-	// of every link at once, so no rank waits on a peer busy elsewhere).
-	errs := make([]error, c.world)
-	for p, ok := range want {
-		if ok {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[p] = c.ensureLink(ctx, p)
-			}()
-		}
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// ensureLink makes the link to peer and its workers if they do not exist.
-// Only the operation goroutine (or New) calls it.
-func (c *Communicator) ensureLink(ctx context.Context, peer int) error {
-	if c.links[peer] != nil {
-		return nil
-	}
-	l, err := c.mesh.Link(ctx, peer)
-	if err != nil {
-		return fmt.Errorf("collective: rank %d connecting to rank %d: %w", c.rank, peer, err)
-	}
-	if c.hasLanes() {
-		if err := c.laneWorkers(ctx, l); err != nil {
-			return err
-		}
-	}
-	if !c.transport.lanesOnly() {
-		c.senders[onQUIC][peer], c.recvers[onQUIC][peer] = c.eng.NewWorker(l, l.Data, true), c.eng.NewWorker(l, l.Data, false)
-	}
-	c.linkMu.Lock()
-	c.links[peer] = l
-	c.linkMu.Unlock()
 	return nil
 }
 
@@ -524,7 +463,7 @@ func (c *Communicator) ensureLink(ctx context.Context, peer int) error {
 // configured for the Ring) is bounded like the operation, and by the
 // communicator's failure or Close.
 func (c *Communicator) linkFor(ctx context.Context, peer int) error {
-	if c.links[peer] != nil {
+	if c.links.Has(peer) {
 		return nil
 	}
 	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
@@ -536,22 +475,15 @@ func (c *Communicator) linkFor(ctx context.Context, peer int) error {
 	defer cancel()
 	stop := context.AfterFunc(c.life, cancel)
 	defer stop()
-	return c.ensureLink(ctx, peer)
-}
-
-// linkTo returns the link to peer if it exists.
-func (c *Communicator) linkTo(peer int) *transport.Link {
-	c.linkMu.Lock()
-	defer c.linkMu.Unlock()
-	if peer < 0 || peer >= len(c.links) {
-		return nil
+	if err := c.links.Ensure(ctx, peer); err != nil {
+		return fmt.Errorf("collective: %w", err)
 	}
-	return c.links[peer]
+	return nil
 }
 
 // ping asks peer whether it is alive, over its link.
 func (c *Communicator) ping(ctx context.Context, peer int) error {
-	l := c.linkTo(peer)
+	l := c.links.To(peer)
 	if l == nil {
 		return ErrPeerLost
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringo-ml/ringo/internal/engine/stream"
 	"github.com/ringo-ml/ringo/internal/pki"
 	"github.com/ringo-ml/ringo/internal/wire"
 )
@@ -31,7 +32,7 @@ func TestRecursiveDoublingBigChunks(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, world)
 		for r, c := range comms {
-			c.pathCosts[onQUIC] = Costs{Alpha: time.Second, Beta: 1e-12, Gamma: 1e-12} // latency-bound: recursive doubling
+			c.pathCosts[stream.QUIC] = Costs{Alpha: time.Second, Beta: 1e-12, Gamma: 1e-12} // latency-bound: recursive doubling
 			if ch, _, _ := c.choose(wire.OpAllReduce, Auto, TransportAuto, 4*n, 0); ch.Schedule != ScheduleRecursiveDoubling {
 				t.Fatalf("the model chose %s", ch.Schedule)
 			}

@@ -142,7 +142,7 @@ func (ms *membership) build(ctx context.Context, v rendezvous.View, rank int) (*
 // suspect checks a failure hint about rank on the data plane. Only the
 // rank's ring neighbours check; the others learn from their aborts.
 func (c *Communicator) suspect(rank int, why string) {
-	l := c.linkTo(rank)
+	l := c.links.To(rank)
 	if l == nil || rank == c.rank {
 		return
 	}

@@ -214,7 +214,7 @@ func sameShape(name string, t tensor, dt wire.DType, n int) error {
 func (c *Communicator) do(ctx context.Context, h *wire.Header, argErr error, opts []CallOption, setup func(*stream.Op), avg bool) error {
 	h.Epoch, h.Algo = c.epoch, wire.AlgoRing
 	var choice Choice
-	var path dataPath
+	var path stream.Path
 	if argErr == nil {
 		choice, path, argErr = c.choose(h.Op, callAlgo(opts), callOver(opts), int(h.Count)*h.DType.Size(), callSched(opts))
 	}
@@ -319,7 +319,7 @@ func (c *Communicator) runOnShm(ctx context.Context, o *stream.Op, timeout time.
 // runOnLinks runs o on the frame engine under schedule s, over data path
 // path: it gives every lane of the plan its link's worker, making links
 // that do not exist yet.
-func (c *Communicator) runOnLinks(ctx context.Context, o *stream.Op, s Schedule, path dataPath, timeout time.Duration) error {
+func (c *Communicator) runOnLinks(ctx context.Context, o *stream.Op, s Schedule, path stream.Path, timeout time.Duration) error {
 	c.eng.Plan(o, s)
 	for _, ln := range o.Lanes() {
 		if err := c.peerGone(&o.Hdr, ln.Peer); err != nil {
@@ -328,11 +328,7 @@ func (c *Communicator) runOnLinks(ctx context.Context, o *stream.Op, s Schedule,
 		if err := c.linkFor(ctx, ln.Peer); err != nil {
 			return c.failed(o, fmt.Errorf("%w: %w", ErrPeerLost, err))
 		}
-		if ln.Send {
-			o.Use(c.senders[path][ln.Peer])
-		} else {
-			o.Use(c.recvers[path][ln.Peer])
-		}
+		o.Use(c.links.Worker(path, ln.Peer, ln.Send))
 	}
 	if err := c.eng.Run(ctx, o, timeout); err != nil {
 		return c.failed(o, err)

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
-	"sync"
 
+	"github.com/ringo-ml/ringo/internal/engine/stream"
 	"github.com/ringo-ml/ringo/internal/transport"
 )
 
@@ -67,22 +66,13 @@ func ParseTransport(s string) (Transport, error) {
 	return 0, fmt.Errorf("%w: unknown transport %q (want auto, quic, shm, tcp or tls)", ErrInvalid, s)
 }
 
-// dataPath is which stream of its links an operation's frames take.
-type dataPath uint8
-
-const (
-	onLanes dataPath = iota // the lane stream: TLS (or plaintext TCP) connections
-	onQUIC                  // the QUIC data stream (striped over Channels connections)
-	numPaths
-)
-
 // lanesOnly reports whether every byte of data moves over lanes (the
 // QUIC links carry control frames alone).
 func (t Transport) lanesOnly() bool { return t == TransportTLS || t == TransportTCP }
 
 // hasLanes reports whether this communicator's links have lanes: every
 // link made from now on gets them.
-func (c *Communicator) hasLanes() bool { return slices.Contains(c.paths, onLanes) }
+func (c *Communicator) hasLanes() bool { return slices.Contains(c.paths, stream.Lanes) }
 
 // laneSecurity is the lanes a communicator's mesh needs for its setting.
 func (t Transport) laneSecurity() transport.LaneSecurity {
@@ -96,8 +86,8 @@ func (t Transport) laneSecurity() transport.LaneSecurity {
 }
 
 // transportOf names what carries a path's bytes on this communicator.
-func (c *Communicator) transportOf(p dataPath) Transport {
-	if p == onQUIC {
+func (c *Communicator) transportOf(p stream.Path) Transport {
+	if p == stream.QUIC {
 		return TransportQUIC
 	}
 	if c.transport == TransportTCP {
@@ -108,7 +98,7 @@ func (c *Communicator) transportOf(p dataPath) Transport {
 
 // pathFor maps a call's requested transport onto one of this
 // communicator's paths; ok is false when it has none of that kind.
-func (c *Communicator) pathFor(t Transport) (dataPath, bool) {
+func (c *Communicator) pathFor(t Transport) (stream.Path, bool) {
 	for _, p := range c.paths {
 		if c.transportOf(p) == t {
 			return p, true
@@ -136,18 +126,9 @@ func callOver(opts []CallOption) Transport {
 	return TransportAuto
 }
 
-// laneMesh is what a mesh that can have lanes offers (the QUIC mesh; the
-// in-process one cannot).
-type laneMesh interface {
-	ListenLanes(cfg transport.LaneConfig) error
-	CloseLanes()
-	OpenLanes(ctx context.Context, l *transport.Link, in io.Reader) error
-	LaneAddr() string
-}
-
 // listenLanes starts this rank's lane listener.
 func (c *Communicator) listenLanes() error {
-	lm, ok := c.mesh.(laneMesh)
+	lm, ok := c.mesh.(stream.LaneMesh)
 	if !ok {
 		return fmt.Errorf("collective: %w: this communicator's links cannot have lanes", ErrInvalid)
 	}
@@ -170,26 +151,14 @@ func (c *Communicator) listenLanes() error {
 // its lanes, and if one does not, every rank drops them and moves data
 // over QUIC alone, saying why in a warning.
 func (c *Communicator) openLanes(ctx context.Context) (bool, error) {
-	var wg sync.WaitGroup
-	errs := make([]error, c.world)
-	for p, l := range c.links {
-		if l != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[p] = c.laneWorkers(ctx, l)
-			}()
-		}
-	}
-	wg.Wait()
 	var hard, unreachable error
-	for _, err := range errs {
+	for _, err := range c.links.OpenLanes(ctx) {
 		switch {
 		case err == nil:
 		case c.transport == TransportAuto && errors.Is(err, transport.ErrLanesUnreachable):
 			unreachable = err
 		default:
-			hard = errors.Join(hard, err)
+			hard = errors.Join(hard, fmt.Errorf("collective: %w", err))
 		}
 	}
 	if hard != nil {
@@ -206,6 +175,7 @@ func (c *Communicator) openLanes(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("collective: agreeing whether the lanes are up: %w", err)
 	}
 	if up[0] == 1 {
+		c.links.SetLanes(true)
 		return true, nil
 	}
 	why := "another rank could not make its lanes"
@@ -214,38 +184,15 @@ func (c *Communicator) openLanes(ctx context.Context) (bool, error) {
 	}
 	c.log.Warn("collective: TLS lanes could not be made between some ranks; tensors move over QUIC alone (open the lane port, TCP, beside the QUIC port; or set Transport to TransportQUIC to skip trying)",
 		"err", why)
-	c.linkMu.Lock()
-	for _, l := range c.links {
-		if l != nil {
-			l.DropLanes()
-		}
-	}
-	c.linkMu.Unlock()
-	c.mesh.(laneMesh).CloseLanes()
+	c.links.DropLanes()
 	return false, nil
-}
-
-// laneWorkers opens link l's lanes and starts their workers.
-func (c *Communicator) laneWorkers(ctx context.Context, l *transport.Link) error {
-	lm := c.mesh.(laneMesh)
-	// The QUIC data stream's receive worker, where there is one, buffers
-	// the stream: the peer's side of the exchange may be in its buffer.
-	var in io.Reader
-	if w := c.recvers[onQUIC][l.Peer]; w != nil {
-		in = w.Reader()
-	}
-	if err := lm.OpenLanes(ctx, l, in); err != nil {
-		return fmt.Errorf("collective: %w", err)
-	}
-	c.senders[onLanes][l.Peer], c.recvers[onLanes][l.Peer] = c.eng.NewWorker(l, l.Lane, true), c.eng.NewWorker(l, l.Lane, false)
-	return nil
 }
 
 // LaneAddr is the address of this rank's lane listener (TCP; open it in
 // firewalls beside the QUIC port) when its data moves over TLS or TCP
 // lanes, and "" otherwise.
 func (c *Communicator) LaneAddr() string {
-	if lm, ok := c.mesh.(laneMesh); ok && c.hasLanes() {
+	if lm, ok := c.mesh.(stream.LaneMesh); ok && c.hasLanes() {
 		return lm.LaneAddr()
 	}
 	return ""
@@ -262,20 +209,12 @@ func (c *Communicator) DataPath() string {
 	case c.shm != nil:
 		return "shared memory"
 	}
-	k, lanes := 1, 1
-	c.linkMu.Lock()
-	for _, l := range c.links {
-		if l != nil {
-			k = max(k, l.Channels())
-			lanes = max(lanes, l.Lanes())
-		}
-	}
-	c.linkMu.Unlock()
-	name := func(p dataPath) string {
+	k, lanes := c.links.Counts()
+	name := func(p stream.Path) string {
 		switch {
-		case p == onQUIC && k > 1:
+		case p == stream.QUIC && k > 1:
 			return fmt.Sprintf("QUIC (%d channels)", k)
-		case p == onQUIC:
+		case p == stream.QUIC:
 			return "QUIC"
 		case c.transport == TransportTCP && lanes > 1:
 			return fmt.Sprintf("TCP (%d lanes)", lanes)
