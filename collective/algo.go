@@ -295,18 +295,11 @@ func dur(s float64) time.Duration {
 // it (elements of the buffer for AllReduce and Broadcast, of each rank's
 // input for Reduce, Gather and AllGather, of each rank's result for
 // ReduceScatter). Options are the call's (Using, Over).
-func (c *Communicator) Explain(op string, dtypeSize, count int, opts ...CallOption) (Choice, error) {
-	wop, ok := opNames[op]
-	if !ok {
-		return Choice{}, fmt.Errorf("%w: unknown operation %q", ErrInvalid, op)
+func (c *Communicator) Explain(op Operation, dtypeSize, count int, opts ...CallOption) (Choice, error) {
+	if !wire.Op(op).Valid() {
+		return Choice{}, fmt.Errorf("%w: unknown operation %v", ErrInvalid, op)
 	}
-	return c.explain(wop, callAlgo(opts), callOver(opts), dtypeSize*count)
-}
-
-var opNames = map[string]wire.Op{
-	"allreduce": wire.OpAllReduce, "broadcast": wire.OpBroadcast, "reduce": wire.OpReduce,
-	"gather": wire.OpGather, "allgather": wire.OpAllGather, "reducescatter": wire.OpReduceScatter,
-	"barrier": wire.OpBarrier, "sendrecv": wire.OpSendRecv,
+	return c.explain(wire.Op(op), callAlgo(opts), callOver(opts), dtypeSize*count)
 }
 
 // Costs returns the model parameters Auto uses on this communicator's

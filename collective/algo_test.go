@@ -29,7 +29,7 @@ func TestExplain(t *testing.T) {
 		}
 	}
 	for _, size := range []int{1, 1 << 10, 1 << 20, 1 << 26} {
-		ch, err := comms[0].Explain("allreduce", 4, size)
+		ch, err := comms[0].Explain(collective.OpAllReduce, 4, size)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,15 +38,15 @@ func TestExplain(t *testing.T) {
 		}
 		t.Logf("%9d floats: %s (%s)", size, ch.Schedule, ch.Reason)
 	}
-	ch, err := comms[0].Explain("allreduce", 4, 1<<10, collective.Using(collective.Ring))
+	ch, err := comms[0].Explain(collective.OpAllReduce, 4, 1<<10, collective.Using(collective.Ring))
 	if err != nil || ch.Algorithm != collective.Ring || ch.Reason != "forced" {
 		t.Errorf("forced ring: %+v %v", ch, err)
 	}
-	ch, err = comms[0].Explain("allgather", 4, 1<<10, collective.Using(collective.Tree))
+	ch, err = comms[0].Explain(collective.OpAllGather, 4, 1<<10, collective.Using(collective.Tree))
 	if err != nil || ch.Algorithm != collective.Ring || !strings.Contains(ch.Reason, "no tree") {
 		t.Errorf("allgather with tree: %+v %v", ch, err)
 	}
-	if _, err := comms[0].Explain("scatter", 4, 1); !errors.Is(err, collective.ErrInvalid) {
+	if _, err := comms[0].Explain(collective.Operation(42), 4, 1); !errors.Is(err, collective.ErrInvalid) {
 		t.Errorf("unknown op: %v", err)
 	}
 	// Calibrate again, as a collective call: figures stay agreed.

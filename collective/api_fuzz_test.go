@@ -39,7 +39,7 @@ func FuzzAPIArguments(f *testing.F) {
 			return []float32(nil)
 		}
 		dst, src := buf(dstType, dstLen), buf(srcType, srcLen)
-		o := collective.Op(op % 8)
+		o := collective.ReduceOp(op % 8)
 		opt := collective.Using(collective.Algorithm(algo % 4))
 		var err error
 		switch kind % 8 {

@@ -179,7 +179,7 @@ func (c *Communicator) enqueue(ctx context.Context, name string, op func(context
 //   - Close fails the queued operations with ErrClosed and waits for the
 //     queue's goroutine to return. Wait for the Works before Close to let
 //     them finish.
-func (c *Communicator) AllReduceAsync(ctx context.Context, buf any, op Op, opts ...CallOption) *Work {
+func (c *Communicator) AllReduceAsync(ctx context.Context, buf any, op ReduceOp, opts ...CallOption) *Work {
 	opts = slices.Clone(opts)
 	return c.enqueue(ctx, "AllReduce", func(ctx context.Context) error { return c.AllReduce(ctx, buf, op, opts...) })
 }
@@ -191,7 +191,7 @@ func (c *Communicator) BroadcastAsync(ctx context.Context, buf any, root int, op
 }
 
 // ReduceAsync is Reduce, queued: see AllReduceAsync.
-func (c *Communicator) ReduceAsync(ctx context.Context, dst, src any, op Op, root int, opts ...CallOption) *Work {
+func (c *Communicator) ReduceAsync(ctx context.Context, dst, src any, op ReduceOp, root int, opts ...CallOption) *Work {
 	opts = slices.Clone(opts)
 	return c.enqueue(ctx, "Reduce", func(ctx context.Context) error { return c.Reduce(ctx, dst, src, op, root, opts...) })
 }
@@ -209,7 +209,7 @@ func (c *Communicator) AllGatherAsync(ctx context.Context, dst, src any, opts ..
 }
 
 // ReduceScatterAsync is ReduceScatter, queued: see AllReduceAsync.
-func (c *Communicator) ReduceScatterAsync(ctx context.Context, dst, src any, op Op, opts ...CallOption) *Work {
+func (c *Communicator) ReduceScatterAsync(ctx context.Context, dst, src any, op ReduceOp, opts ...CallOption) *Work {
 	opts = slices.Clone(opts)
 	return c.enqueue(ctx, "ReduceScatter", func(ctx context.Context) error { return c.ReduceScatter(ctx, dst, src, op, opts...) })
 }

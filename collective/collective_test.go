@@ -67,7 +67,7 @@ func prodInput[T float](r, n, salt int) []T {
 }
 
 // serial is the naive reference: out[i] = x0[i] ⊕ x1[i] ⊕ ... in rank order.
-func serial[T float](op collective.Op, xs [][]T) []T {
+func serial[T float](op collective.ReduceOp, xs [][]T) []T {
 	out := append([]T(nil), xs[0]...)
 	for _, x := range xs[1:] {
 		for i := range out {
@@ -123,7 +123,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 	n := len(comms)
 	name := fmt.Sprintf("%T[%d] n=%d", T(0), count, n)
 
-	ops := []collective.Op{collective.Sum, collective.Max, collective.Avg, collective.Min, collective.Prod}
+	ops := []collective.ReduceOp{collective.Sum, collective.Max, collective.Avg, collective.Min, collective.Prod}
 	if !full {
 		ops = ops[:3]
 	}
@@ -408,7 +408,7 @@ func TestShm(t *testing.T) {
 			}
 			defer g.Close()
 			if n > 1 {
-				ch, err := g.Comms[0].Explain("allreduce", 4, 1<<20)
+				ch, err := g.Comms[0].Explain(collective.OpAllReduce, 4, 1<<20)
 				if err != nil || ch.Schedule != collective.ScheduleSharedMemory {
 					t.Fatalf("Explain = %+v, %v; want the shared-memory engine", ch, err)
 				}
@@ -449,7 +449,7 @@ func TestTransportChoice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ch, err := g.Comms[1].Explain("allreduce", 4, 1<<20)
+		ch, err := g.Comms[1].Explain(collective.OpAllReduce, 4, 1<<20)
 		g.Close()
 		if err != nil || ch.Schedule != tc.want {
 			t.Errorf("Transport %v: Explain = %+v, %v; want %v", tc.cfg.Transport, ch, err, tc.want)

@@ -31,7 +31,7 @@ func TestInvalidArguments(t *testing.T) {
 	}{
 		{"nil buffer", func() error { return c.AllReduce(ctx, nil, collective.Sum) }, "buf is nil"},
 		{"wrong type", func() error { return c.AllReduce(ctx, []int{1}, collective.Sum) }, "[]int"},
-		{"unknown op", func() error { return c.AllReduce(ctx, f32, collective.Op(42)) }, "unknown reduction operator"},
+		{"unknown op", func() error { return c.AllReduce(ctx, f32, collective.ReduceOp(42)) }, "unknown reduction operator"},
 		{"root too big", func() error { return c.Broadcast(ctx, f32, 2) }, "root 2 outside [0, 2)"},
 		{"negative root", func() error { return c.Gather(ctx, make([]float32, 8), f32, -1) }, "root -1"},
 		{"short gather dst", func() error { return c.Gather(ctx, make([]float32, 7), f32, 0) }, "dst has 7 elements, want 8"},

@@ -55,7 +55,7 @@ func TestAutoBetweenHosts(t *testing.T) {
 		t.Fatal("costs of a TCP path this communicator does not have")
 	}
 	for _, n := range []int{1 << 10, 1 << 20, 16 << 20} {
-		ch, err := c0.Explain("allreduce", 4, n/4)
+		ch, err := c0.Explain(OpAllReduce, 4, n/4)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +63,7 @@ func TestAutoBetweenHosts(t *testing.T) {
 			t.Fatalf("%d bytes: %+v", n, ch)
 		}
 		t.Logf("%d bytes: %s over %s: %s", n, ch.Schedule, ch.Transport, ch.Reason)
-		forced, err := c0.Explain("allreduce", 4, n/4, Over(TransportQUIC), Using(Ring))
+		forced, err := c0.Explain(OpAllReduce, 4, n/4, Over(TransportQUIC), Using(Ring))
 		if err != nil || forced.Transport != TransportQUIC || forced.Schedule != ScheduleRing {
 			t.Fatalf("forced: %+v %v", forced, err)
 		}
@@ -264,7 +264,7 @@ func (g *relayed) sweep(t *testing.T, opts ...CallOption) [][]float32 {
 			}
 			all = append(all, append([]float32(nil), bufs[r]...))
 		}
-		if ch, err := g.comms[0].Explain("allreduce", 4, n, opts...); err == nil {
+		if ch, err := g.comms[0].Explain(OpAllReduce, 4, n, opts...); err == nil {
 			t.Logf("%d bytes: %s over %s", 4*n, ch.Schedule, ch.Transport)
 		}
 		errs := onEveryRank(g.comms, func(r int, c *Communicator) error { return c.AllReduce(ctx, bufs[r], Sum, opts...) })
@@ -345,7 +345,7 @@ func TestTamperedLane(t *testing.T) {
 				}
 			})
 			const n = 1 << 18 // 1 MiB
-			if ch, _ := g.comms[0].Explain("allreduce", 4, n, tc.opts...); ch.Transport != TransportTLS {
+			if ch, _ := g.comms[0].Explain(OpAllReduce, 4, n, tc.opts...); ch.Transport != TransportTLS {
 				t.Skipf("Auto sends 1 MiB over %s here; the flip is on the lanes", ch.Transport)
 			}
 			armed.Store(5000)

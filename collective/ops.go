@@ -42,7 +42,7 @@ func asTensor(name string, v any, allowNil bool) (tensor, error) {
 
 // AllReduce reduces buf element by element over all ranks with op and
 // leaves the result in buf on every rank, identical bit for bit.
-func (c *Communicator) AllReduce(ctx context.Context, buf any, op Op, opts ...CallOption) error {
+func (c *Communicator) AllReduce(ctx context.Context, buf any, op ReduceOp, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpAllReduce, Root: -1}
 	t, err := asTensor("buf", buf, false)
 	if err == nil {
@@ -72,7 +72,7 @@ func (c *Communicator) Broadcast(ctx context.Context, buf any, root int, opts ..
 // Reduce reduces src over all ranks with op into dst at root. dst is used
 // only at root (len(dst) == len(src)); elsewhere it may be nil. src is
 // never modified.
-func (c *Communicator) Reduce(ctx context.Context, dst, src any, op Op, root int, opts ...CallOption) error {
+func (c *Communicator) Reduce(ctx context.Context, dst, src any, op ReduceOp, root int, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpReduce}
 	s, err := asTensor("src", src, false)
 	var d tensor
@@ -138,7 +138,7 @@ func (c *Communicator) AllGather(ctx context.Context, dst, src any, opts ...Call
 // ReduceScatter reduces src over all ranks with op and leaves block r of
 // the result (len(dst) elements) in dst on rank r; len(src) ==
 // Size()*len(dst). src is never modified.
-func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Op, opts ...CallOption) error {
+func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op ReduceOp, opts ...CallOption) error {
 	h := wire.Header{Op: wire.OpReduceScatter, Root: -1}
 	d, err := asTensor("dst", dst, false)
 	var s tensor
@@ -183,7 +183,7 @@ func (c *Communicator) SendRecv(ctx context.Context, dst, src any, opts ...CallO
 	}, false)
 }
 
-func checkOp(op Op) error {
+func checkOp(op ReduceOp) error {
 	if !op.valid() {
 		return fmt.Errorf("%w: unknown reduction operator %v", ErrInvalid, op)
 	}

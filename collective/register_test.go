@@ -52,7 +52,7 @@ func TestRegistered(t *testing.T) {
 		}
 		return s
 	}
-	check32 := func(name string, op Op, off int, plain int, wantZero bool) {
+	check32 := func(name string, op ReduceOp, off int, plain int, wantZero bool) {
 		t.Helper()
 		bufs := make([][]float32, 3)
 		for r := range comms {
@@ -345,7 +345,7 @@ func TestCalibrateBudget(t *testing.T) {
 		if k.AllReduce[0].PerByte != 0 || k.Alpha <= 0 || k.Beta <= 0 || k != comms[0].Costs() {
 			t.Errorf("rank %d: costs %+v; want the probes' alone, the same on every rank", r, k)
 		}
-		ch, err := c.Explain("allreduce", 4, 1<<20, Using(Auto))
+		ch, err := c.Explain(OpAllReduce, 4, 1<<20, Using(Auto))
 		if err != nil || ch.Schedule == 0 {
 			t.Errorf("rank %d: Explain: %+v, %v", r, ch, err)
 		}

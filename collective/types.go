@@ -2,6 +2,7 @@ package collective
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/ringo-ml/ringo/internal/engine"
 
@@ -9,19 +10,19 @@ import (
 	"github.com/ringo-ml/ringo/internal/wire"
 )
 
-// Op is a reduction operator.
-type Op uint8
+// ReduceOp is a reduction operator.
+type ReduceOp uint8
 
 // Reduction operators. Avg is Sum followed by division by the world size.
 const (
-	Sum Op = iota + 1
+	Sum ReduceOp = iota + 1
 	Prod
 	Min
 	Max
 	Avg
 )
 
-func (o Op) String() string {
+func (o ReduceOp) String() string {
 	switch o {
 	case Sum:
 		return "sum"
@@ -34,13 +35,13 @@ func (o Op) String() string {
 	case Avg:
 		return "avg"
 	}
-	return fmt.Sprintf("Op(%d)", uint8(o))
+	return fmt.Sprintf("ReduceOp(%d)", uint8(o))
 }
 
-func (o Op) valid() bool { return o >= Sum && o <= Avg }
+func (o ReduceOp) valid() bool { return o >= Sum && o <= Avg }
 
 // kernel is the elementwise operator that combines partial results.
-func (o Op) kernel() reduce.Op {
+func (o ReduceOp) kernel() reduce.Operator {
 	switch o {
 	case Prod:
 		return reduce.Prod
@@ -52,7 +53,7 @@ func (o Op) kernel() reduce.Op {
 	return reduce.Sum // Sum and Avg
 }
 
-func (o Op) wire() wire.ReduceOp {
+func (o ReduceOp) wire() wire.ReduceOp {
 	switch o {
 	case Sum:
 		return wire.RedSum
@@ -66,6 +67,36 @@ func (o Op) wire() wire.ReduceOp {
 		return wire.RedAvg
 	}
 	return wire.RedNone
+}
+
+// Operation names a collective operation, for Explain.
+type Operation uint8
+
+// Operations.
+const (
+	OpAllReduce     = Operation(wire.OpAllReduce)
+	OpBroadcast     = Operation(wire.OpBroadcast)
+	OpReduce        = Operation(wire.OpReduce)
+	OpGather        = Operation(wire.OpGather)
+	OpAllGather     = Operation(wire.OpAllGather)
+	OpReduceScatter = Operation(wire.OpReduceScatter)
+	OpBarrier       = Operation(wire.OpBarrier)
+	OpSendRecv      = Operation(wire.OpSendRecv)
+)
+
+// String is the operation's method name, e.g. "AllReduce".
+func (o Operation) String() string { return wire.Op(o).String() }
+
+// ParseOperation reads an operation's name in any case: allreduce,
+// broadcast, reduce, gather, allgather, reducescatter, barrier,
+// sendrecv.
+func ParseOperation(s string) (Operation, error) {
+	for o := OpAllReduce; o <= OpSendRecv; o++ {
+		if strings.EqualFold(o.String(), s) {
+			return o, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown operation %q", ErrInvalid, s)
 }
 
 // Algorithm selects how a collective moves data.

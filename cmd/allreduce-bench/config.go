@@ -38,6 +38,15 @@ var opNames = []string{"allreduce", "broadcast", "reduce", "gather", "allgather"
 
 func (o opKind) String() string { return opNames[o] }
 
+// collective is the operation the kind benchmarks.
+func (o opKind) collective() collective.Operation {
+	op, err := collective.ParseOperation(o.String())
+	if err != nil {
+		panic(err) // opNames are all operations
+	}
+	return op
+}
+
 // hasRoot says whether the collective has a root rank.
 func (o opKind) hasRoot() bool { return o == opBroadcast || o == opReduce || o == opGather }
 
@@ -91,7 +100,7 @@ func (d dtype) String() string {
 	return "float32"
 }
 
-var redOps = []collective.Op{collective.Sum, collective.Prod, collective.Min, collective.Max, collective.Avg}
+var redOps = []collective.ReduceOp{collective.Sum, collective.Prod, collective.Min, collective.Max, collective.Avg}
 
 // config is what the flags say. The worker fields are set only in the
 // processes the launcher starts.
@@ -103,7 +112,7 @@ type config struct {
 	maxBytes int64
 	factor   int64
 	dt       dtype
-	redop    collective.Op
+	redop    collective.ReduceOp
 	root     int
 	algo     collective.Algorithm
 	compare  bool // -algo compare: ring, tree and auto side by side

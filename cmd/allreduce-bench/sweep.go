@@ -331,7 +331,7 @@ func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T
 			res.Root = cfg.root
 		}
 		res.Algorithm = "?"
-		if ch, err := r.comm.Explain(cfg.op.String(), int(cfg.dt.size()), int(row.count), a.opts...); err == nil {
+		if ch, err := r.comm.Explain(cfg.op.collective(), int(cfg.dt.size()), int(row.count), a.opts...); err == nil {
 			res.Algorithm, res.Reason = ch.Schedule.String(), ch.Reason
 			if ch.Transport != collective.TransportAuto {
 				res.Transport = ch.Transport.String()

@@ -130,7 +130,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 // float32 result equals the float64 one for every world size up to the
 // limit.
 func TestCheckValuesExact(t *testing.T) {
-	for _, op := range []collective.Op{collective.Sum, collective.Prod, collective.Min, collective.Max} {
+	for _, op := range []collective.ReduceOp{collective.Sum, collective.Prod, collective.Min, collective.Max} {
 		cfg := &config{op: opAllReduce, redop: op}
 		for _, n := range []int{1, 2, 3, 7, 16, maxRanks} {
 			for i := range int64(2000) {

@@ -54,7 +54,7 @@ type Call struct {
 	Dst    []byte
 	Src    []byte
 	ES     int       // bytes per element
-	Kernel reduce.Op // combines two partial results
+	Kernel reduce.Operator // combines two partial results
 }
 
 // Describe formats a call the way error messages name it, e.g.
@@ -114,7 +114,7 @@ func AlignedBytes(n int) []byte {
 }
 
 // ReduceInto sets dst = dst ⊕ src elementwise, for dt's element type.
-func ReduceInto(dt wire.DType, k reduce.Op, dst, src []byte) {
+func ReduceInto(dt wire.DType, k reduce.Operator, dst, src []byte) {
 	if len(dst) == 0 {
 		return
 	}

@@ -31,7 +31,7 @@ type Call struct {
 	Kind  string
 	F64   bool // []float64 rather than []float32
 	Count int  // elements of each rank's input (of its output for ReduceScatter)
-	Op    collective.Op
+	Op    collective.ReduceOp
 	Root  int
 }
 
@@ -81,7 +81,7 @@ func MakeCall(seed uint64, i, world, maxCount int, kinds []string) Call {
 		c.Count = 0
 	}
 	h = splitmix(h)
-	c.Op = collective.Op(1 + h%5)
+	c.Op = collective.ReduceOp(1 + h%5)
 	h = splitmix(h)
 	c.Root = int(h % uint64(world))
 	return c

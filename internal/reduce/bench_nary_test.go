@@ -68,8 +68,8 @@ func (p *naryPool[F]) data(n, k int) (dst []F, srcs [][]F) {
 // AVX2 (kernelSets is defined per build).
 type kernelSet struct {
 	name string
-	f32  func(Op, []float32, []float32)
-	f64  func(Op, []float64, []float64)
+	f32  func(Operator, []float32, []float32)
+	f64  func(Operator, []float64, []float64)
 }
 
 // BenchmarkKernels runs each binary kernel set on each op and size, the
@@ -78,12 +78,12 @@ type kernelSet struct {
 // the kernel runs (Sum's dst grows by at most 2 per call: no overflow).
 func BenchmarkKernels(b *testing.B) {
 	for _, op := range benchOps {
-		benchKernels(b, op, "f32", naryPool32, func(ks kernelSet) func(Op, []float32, []float32) { return ks.f32 })
-		benchKernels(b, op, "f64", naryPool64, func(ks kernelSet) func(Op, []float64, []float64) { return ks.f64 })
+		benchKernels(b, op, "f32", naryPool32, func(ks kernelSet) func(Operator, []float32, []float32) { return ks.f32 })
+		benchKernels(b, op, "f64", naryPool64, func(ks kernelSet) func(Operator, []float64, []float64) { return ks.f64 })
 	}
 }
 
-func benchKernels[F float](b *testing.B, op Op, typ string, pool *naryPool[F], kernel func(kernelSet) func(Op, []F, []F)) {
+func benchKernels[F float](b *testing.B, op Operator, typ string, pool *naryPool[F], kernel func(kernelSet) func(Operator, []F, []F)) {
 	for _, s := range narySizes {
 		for _, ks := range kernelSets() {
 			f := kernel(ks)
@@ -117,7 +117,7 @@ type naryImpl[F float] struct {
 // naryImpls returns them for the element type of binary (Float32 or
 // Float64, with the build's kernel binaryKernel, tile elements per tile and
 // reduce Reduce32 or Reduce64).
-func naryImpls[F float](binary, binaryKernel func(Op, []F, []F), tile int, reduce func(Op, []F, [][]F)) []naryImpl[F] {
+func naryImpls[F float](binary, binaryKernel func(Operator, []F, []F), tile int, reduce func(Operator, []F, [][]F)) []naryImpl[F] {
 	return []naryImpl[F]{
 		{"passes", func(dst []F, srcs [][]F) {
 			copy(dst, srcs[0])

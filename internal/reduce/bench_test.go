@@ -104,7 +104,7 @@ func sizeOf[F float]() int {
 	return 8
 }
 
-var benchOps = []Op{Sum, Prod, Min, Max}
+var benchOps = []Operator{Sum, Prod, Min, Max}
 
 func BenchmarkFloat32(b *testing.B) {
 	for _, op := range benchOps {

@@ -15,7 +15,7 @@ import "golang.org/x/sys/cpu"
 // portable path too.
 var hasAVX2 = cpu.X86.HasAVX2
 
-func binary32(op Op, dst, src []float32) {
+func binary32(op Operator, dst, src []float32) {
 	if op != Sum || !hasAVX2 || len(dst) < sumAsmMin32 {
 		scalar32(op, dst, src)
 		return
@@ -28,7 +28,7 @@ func binary32(op Op, dst, src []float32) {
 	}
 }
 
-func binary64(op Op, dst, src []float64) {
+func binary64(op Operator, dst, src []float64) {
 	if op != Sum || !hasAVX2 || len(dst) < sumAsmMin64 {
 		scalar64(op, dst, src)
 		return
@@ -41,7 +41,7 @@ func binary64(op Op, dst, src []float64) {
 	}
 }
 
-func reduceN32(op Op, dst, dst2 []float32, srcs [][]float32) {
+func reduceN32(op Operator, dst, dst2 []float32, srcs [][]float32) {
 	if op != Sum || !hasAVX2 || len(srcs) < 2 {
 		tiled(op, dst, srcs, tile32, scalar32)
 		copy(dst2, dst)
@@ -52,7 +52,7 @@ func reduceN32(op Op, dst, dst2 []float32, srcs [][]float32) {
 	sumTail(dst, dst2, srcs, n)
 }
 
-func reduceN64(op Op, dst, dst2 []float64, srcs [][]float64) {
+func reduceN64(op Operator, dst, dst2 []float64, srcs [][]float64) {
 	if op != Sum || !hasAVX2 || len(srcs) < 2 {
 		tiled(op, dst, srcs, tile64, scalar64)
 		copy(dst2, dst)

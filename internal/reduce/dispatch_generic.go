@@ -6,16 +6,16 @@ package reduce
 // architecture. The SIMD build (simd_amd64.go, simd32_amd64.go and the
 // generated simd64_amd64.go) replaces these functions.
 
-func binary32(op Op, dst, src []float32) { scalar32(op, dst, src) }
+func binary32(op Operator, dst, src []float32) { scalar32(op, dst, src) }
 
-func binary64(op Op, dst, src []float64) { scalar64(op, dst, src) }
+func binary64(op Operator, dst, src []float64) { scalar64(op, dst, src) }
 
-func reduceN32(op Op, dst, dst2 []float32, srcs [][]float32) {
+func reduceN32(op Operator, dst, dst2 []float32, srcs [][]float32) {
 	tiled(op, dst, srcs, tile32, scalar32)
 	copy(dst2, dst)
 }
 
-func reduceN64(op Op, dst, dst2 []float64, srcs [][]float64) {
+func reduceN64(op Operator, dst, dst2 []float64, srcs [][]float64) {
 	tiled(op, dst, srcs, tile64, scalar64)
 	copy(dst2, dst)
 }

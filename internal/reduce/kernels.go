@@ -18,7 +18,7 @@ type float interface{ float32 | float64 }
 // scalar32 and scalar64 are the portable binary kernels: dst ⊕= src with
 // len(src) == len(dst). They are what Float32 and Float64 run in the
 // default build, and the fallback of the SIMD build on CPUs without AVX2.
-func scalar32(op Op, dst, src []float32) {
+func scalar32(op Operator, dst, src []float32) {
 	switch op {
 	case Sum:
 		sum32(dst, src)
@@ -33,7 +33,7 @@ func scalar32(op Op, dst, src []float32) {
 	}
 }
 
-func scalar64(op Op, dst, src []float64) {
+func scalar64(op Operator, dst, src []float64) {
 	switch op {
 	case Sum:
 		sum64(dst, src)
@@ -67,7 +67,7 @@ const (
 // that dst's tile is read and written in L1 rather than once per input from
 // memory. Each element sees exactly the operations, in the same order, of
 // copy(dst, srcs[0]) followed by one kernel pass per further input.
-func tiled[F float](op Op, dst []F, srcs [][]F, tile int, kernel func(Op, []F, []F)) {
+func tiled[F float](op Operator, dst []F, srcs [][]F, tile int, kernel func(Operator, []F, []F)) {
 	n := len(dst)
 	s0, rest := srcs[0], srcs[1:]
 	for lo := 0; lo < n; lo += tile {

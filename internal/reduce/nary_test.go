@@ -26,7 +26,7 @@ var naryCounts = []int{1, 2, 3, 4, 5, 8, 17, 33}
 
 // passes is the reference for Reduce32 and Reduce64: copy, then one binary
 // pass of the portable kernel per further input.
-func passes[F float](op Op, dst []F, srcs [][]F, scalar func(Op, []F, []F)) {
+func passes[F float](op Operator, dst []F, srcs [][]F, scalar func(Operator, []F, []F)) {
 	copy(dst, srcs[0])
 	for _, s := range srcs[1:] {
 		scalar(op, dst, s)
@@ -38,7 +38,7 @@ func passes[F float](op Op, dst []F, srcs [][]F, scalar func(Op, []F, []F)) {
 // documented contract: x86 propagates the payload of one operand, and which
 // one depends on operand order that the compiler may swap, because Add and
 // Mul are commutative). Min and Max must match every bit, NaNs included.
-func exact[F float](op Op, got, want F) bool {
+func exact[F float](op Operator, got, want F) bool {
 	if op == Sum || op == Prod {
 		return same(got, want)
 	}
@@ -139,7 +139,7 @@ func TestReduceGuardBands(t *testing.T) {
 	})
 }
 
-func reduceGuardBands[F float](t *testing.T, ty typed[F], r *rand.Rand, op Op, n, off int) {
+func reduceGuardBands[F float](t *testing.T, ty typed[F], r *rand.Rand, op Operator, n, off int) {
 	t.Helper()
 	const guard = 19
 	d := make([]F, n+2*guard)
@@ -168,8 +168,8 @@ func TestReducePanics(t *testing.T) {
 			Reduce64(op, make([]float64, 3), [][]float64{make([]float64, 4)})
 		})
 	}
-	for _, op := range []Op{0, 5, 255} {
-		msg := "reduce: invalid Op " + op.String()
+	for _, op := range []Operator{0, 5, 255} {
+		msg := "reduce: invalid Operator " + op.String()
 		wantPanic(t, "Reduce32 invalid", msg, func() { Reduce32(op, nil, [][]float32{nil}) })
 		wantPanic(t, "Reduce64 invalid", msg, func() {
 			Reduce64(op, make([]float64, 100), [][]float64{make([]float64, 100), make([]float64, 100)})
@@ -250,7 +250,7 @@ func TestReduceTo2(t *testing.T) {
 	})
 }
 
-func reduceTo2[F float](t *testing.T, ty typed[F], rng *rand.Rand, op Op, k, n int) {
+func reduceTo2[F float](t *testing.T, ty typed[F], rng *rand.Rand, op Operator, k, n int) {
 	t.Helper()
 	srcs := make([][]F, k)
 	for j := range k {

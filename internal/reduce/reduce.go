@@ -1,21 +1,21 @@
 package reduce
 
-// Op is an elementwise reduction operator.
-type Op uint8
+// Operator is an elementwise reduction operator.
+type Operator uint8
 
-// The reduction operators. The zero Op is invalid.
+// The reduction operators. The zero Operator is invalid.
 const (
-	Sum  Op = iota + 1 // dst + src
+	Sum  Operator = iota + 1 // dst + src
 	Prod               // dst * src
 	Min                // min(dst, src), NaN-propagating, -0 < +0
 	Max                // max(dst, src), NaN-propagating, -0 < +0
 )
 
 // Valid reports whether o is one of Sum, Prod, Min or Max.
-func (o Op) Valid() bool { return o >= Sum && o <= Max }
+func (o Operator) Valid() bool { return o >= Sum && o <= Max }
 
-// String returns "sum", "prod", "min" or "max", or "Op(N)" for an invalid Op.
-func (o Op) String() string {
+// String returns "sum", "prod", "min" or "max", or "Operator(N)" for an invalid Operator.
+func (o Operator) String() string {
 	switch o {
 	case Sum:
 		return "sum"
@@ -26,7 +26,7 @@ func (o Op) String() string {
 	case Max:
 		return "max"
 	}
-	return "Op(" + itoa(uint8(o)) + ")"
+	return "Operator(" + itoa(uint8(o)) + ")"
 }
 
 func itoa(v uint8) string {
@@ -44,13 +44,13 @@ func itoa(v uint8) string {
 
 const errLength = "reduce: slice lengths do not match"
 
-func invalidOp(op Op) string { return "reduce: invalid Op " + op.String() }
+func invalidOp(op Operator) string { return "reduce: invalid Operator " + op.String() }
 
 // Float32 sets dst[i] = dst[i] ⊕ src[i] for all i, where ⊕ is op.
 // It panics if len(dst) != len(src) ("reduce: slice lengths do not match")
 // or if op is not Valid. dst and src may be the same slice but must not
 // otherwise overlap.
-func Float32(op Op, dst, src []float32) {
+func Float32(op Operator, dst, src []float32) {
 	if len(dst) != len(src) {
 		panic(errLength)
 	}
@@ -61,7 +61,7 @@ func Float32(op Op, dst, src []float32) {
 // It panics if len(dst) != len(src) ("reduce: slice lengths do not match")
 // or if op is not Valid. dst and src may be the same slice but must not
 // otherwise overlap.
-func Float64(op Op, dst, src []float64) {
+func Float64(op Operator, dst, src []float64) {
 	if len(dst) != len(src) {
 		panic(errLength)
 	}
@@ -86,7 +86,7 @@ const errNoInputs = "reduce: no inputs"
 // length differs from len(dst) ("reduce: slice lengths do not match") or if
 // op is not Valid. dst may be the same slice as srcs[0] but must not
 // otherwise overlap any input; the inputs may overlap each other.
-func Reduce32(op Op, dst []float32, srcs [][]float32) {
+func Reduce32(op Operator, dst []float32, srcs [][]float32) {
 	checkN(op, len(dst), srcs)
 	reduceN32(op, dst, nil, srcs)
 }
@@ -94,7 +94,7 @@ func Reduce32(op Op, dst []float32, srcs [][]float32) {
 // Reduce32To2 is Reduce32 that also leaves the result in dst2 (as long as
 // dst, overlapping nothing): stored twice from registers where the kernel
 // allows, instead of a copy afterwards.
-func Reduce32To2(op Op, dst, dst2 []float32, srcs [][]float32) {
+func Reduce32To2(op Operator, dst, dst2 []float32, srcs [][]float32) {
 	checkN(op, len(dst), srcs)
 	if len(dst2) != len(dst) {
 		panic(errLength)
@@ -104,14 +104,14 @@ func Reduce32To2(op Op, dst, dst2 []float32, srcs [][]float32) {
 
 // Reduce64 sets dst[i] = ((srcs[0][i] ⊕ srcs[1][i]) ⊕ srcs[2][i]) ⊕ ...
 // for all i, where ⊕ is op. See Reduce32.
-func Reduce64(op Op, dst []float64, srcs [][]float64) {
+func Reduce64(op Operator, dst []float64, srcs [][]float64) {
 	checkN(op, len(dst), srcs)
 	reduceN64(op, dst, nil, srcs)
 }
 
 // Reduce64To2 is Reduce64 that also leaves the result in dst2. See
 // Reduce32To2.
-func Reduce64To2(op Op, dst, dst2 []float64, srcs [][]float64) {
+func Reduce64To2(op Operator, dst, dst2 []float64, srcs [][]float64) {
 	checkN(op, len(dst), srcs)
 	if len(dst2) != len(dst) {
 		panic(errLength)
@@ -119,7 +119,7 @@ func Reduce64To2(op Op, dst, dst2 []float64, srcs [][]float64) {
 	reduceN64(op, dst, dst2, srcs)
 }
 
-func checkN[F float](op Op, n int, srcs [][]F) {
+func checkN[F float](op Operator, n int, srcs [][]F) {
 	if len(srcs) == 0 {
 		panic(errNoInputs)
 	}

@@ -9,24 +9,24 @@ import (
 
 var testLengths = []int{0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 511, 512, 513, 1000, 1025, 4097}
 
-var allOps = []Op{Sum, Prod, Min, Max}
+var allOps = []Operator{Sum, Prod, Min, Max}
 
 func TestOpStringValid(t *testing.T) {
-	want := map[Op]string{Sum: "sum", Prod: "prod", Min: "min", Max: "max"}
-	for op := range Op(255) {
+	want := map[Operator]string{Sum: "sum", Prod: "prod", Min: "min", Max: "max"}
+	for op := range Operator(255) {
 		s, ok := want[op]
 		if op.Valid() != ok {
-			t.Errorf("Op(%d).Valid() = %v, want %v", op, op.Valid(), ok)
+			t.Errorf("Operator(%d).Valid() = %v, want %v", op, op.Valid(), ok)
 		}
 		if ok && op.String() != s {
-			t.Errorf("Op(%d).String() = %q, want %q", op, op.String(), s)
+			t.Errorf("Operator(%d).String() = %q, want %q", op, op.String(), s)
 		}
 	}
-	if got := Op(0).String(); got != "Op(0)" {
-		t.Errorf("Op(0).String() = %q", got)
+	if got := Operator(0).String(); got != "Operator(0)" {
+		t.Errorf("Operator(0).String() = %q", got)
 	}
-	if got := Op(200).String(); got != "Op(200)" {
-		t.Errorf("Op(200).String() = %q", got)
+	if got := Operator(200).String(); got != "Operator(200)" {
+		t.Errorf("Operator(200).String() = %q", got)
 	}
 }
 
@@ -65,7 +65,7 @@ func refMin(a, b float64) float64 {
 
 // ref is a ⊕ b by the reference semantics (Min and Max computed in
 // float64, which represents every float32 exactly).
-func ref[F float](op Op, a, b F) F {
+func ref[F float](op Operator, a, b F) F {
 	switch op {
 	case Sum:
 		return a + b
@@ -97,11 +97,11 @@ func same[F float](a, b F) bool {
 // kernel and its test data.
 type typed[F float] struct {
 	w        string                                 // "32", "64": the suffix of the names
-	binary   func(op Op, dst, src []F)              // Float32, Float64
-	reduce   func(op Op, dst []F, srcs [][]F)       // Reduce32, Reduce64
-	to2      func(op Op, dst, dst2 []F, srcs [][]F) // Reduce32To2, Reduce64To2
+	binary   func(op Operator, dst, src []F)              // Float32, Float64
+	reduce   func(op Operator, dst []F, srcs [][]F)       // Reduce32, Reduce64
+	to2      func(op Operator, dst, dst2 []F, srcs [][]F) // Reduce32To2, Reduce64To2
 	div      func(dst []F, n F)                     // Div32, Div64
-	scalar   func(op Op, dst, src []F)              // scalar32, scalar64
+	scalar   func(op Operator, dst, src []F)              // scalar32, scalar64
 	fill     func(r *rand.Rand, x []F)              // fill32, fill64
 	specials []F                                    // specials32, specials64
 	sentinel F                                      // a NaN that shows any write
@@ -195,7 +195,7 @@ func testBinary[F float](t *testing.T, ty typed[F], r *rand.Rand) {
 func TestSignedZeroAndNaN(t *testing.T) {
 	negZero, nan, inf := math.Copysign(0, -1), math.NaN(), math.Inf(1)
 	cases := []struct {
-		op         Op
+		op         Operator
 		a, b, want float64
 	}{
 		{Max, negZero, 0, 0}, {Max, 0, negZero, 0}, {Max, negZero, negZero, negZero},
@@ -211,7 +211,7 @@ func TestSignedZeroAndNaN(t *testing.T) {
 	}
 }
 
-func checkCase[F float](t *testing.T, ty typed[F], op Op, a, b, want F) {
+func checkCase[F float](t *testing.T, ty typed[F], op Operator, a, b, want F) {
 	t.Helper()
 	d := []F{a}
 	ty.binary(op, d, []F{b})
@@ -353,7 +353,7 @@ func TestAlternatives(t *testing.T) {
 
 // altKernel is a binary kernel of one op.
 type altKernel[F float] struct {
-	op Op
+	op Operator
 	f  func(dst, src []F)
 }
 
@@ -468,8 +468,8 @@ func panics[F float](t *testing.T, ty typed[F]) {
 			wantPanic(t, name+" "+op.String(), lenMsg, func() { ty.binary(op, make([]F, l[0]), make([]F, l[1])) })
 		}
 	}
-	for _, op := range []Op{0, 5, 255} {
-		msg := "reduce: invalid Op " + op.String()
+	for _, op := range []Operator{0, 5, 255} {
+		msg := "reduce: invalid Operator " + op.String()
 		wantPanic(t, name+" invalid", msg, func() { ty.binary(op, make([]F, 2), make([]F, 2)) })
 		wantPanic(t, name+" invalid, empty", msg, func() { ty.binary(op, nil, nil) })
 	}

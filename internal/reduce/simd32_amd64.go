@@ -16,7 +16,7 @@ import (
 	"simd/archsimd"
 )
 
-func binary32(op Op, dst, src []float32) {
+func binary32(op Operator, dst, src []float32) {
 	if useAVX2 {
 		avx32(op, dst, src)
 		return
@@ -24,7 +24,7 @@ func binary32(op Op, dst, src []float32) {
 	scalar32(op, dst, src)
 }
 
-func reduceN32(op Op, dst, dst2 []float32, srcs [][]float32) {
+func reduceN32(op Operator, dst, dst2 []float32, srcs [][]float32) {
 	defer copy(dst2, dst) // this build stores once; the default one twice
 	if !useAVX2 {
 		tiled(op, dst, srcs, tile32, scalar32)
@@ -67,7 +67,7 @@ func store32(v archsimd.Float32x8, s []float32) { v.Store((*[8]float32)(s)) }
 func signMask32() archsimd.Int32x8 { return archsimd.BroadcastInt32x8(math.MinInt32) }
 
 // avx32 is dst ⊕= src with len(src) == len(dst).
-func avx32(op Op, dst, src []float32) {
+func avx32(op Operator, dst, src []float32) {
 	var i int
 	switch op {
 	case Sum:
@@ -171,7 +171,7 @@ func maxAVX32(dst, src []float32) int {
 // one pass: each block of 4 vectors is loaded from first, combined with the
 // same block of every further input in registers and stored once. first
 // may be dst; every slice is as long as dst.
-func fusedAVX32(op Op, dst, first []float32, rest [][]float32) {
+func fusedAVX32(op Operator, dst, first []float32, rest [][]float32) {
 	var i int
 	switch op {
 	case Sum:

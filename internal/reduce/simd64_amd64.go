@@ -9,7 +9,7 @@ import (
 	"simd/archsimd"
 )
 
-func binary64(op Op, dst, src []float64) {
+func binary64(op Operator, dst, src []float64) {
 	if useAVX2 {
 		avx64(op, dst, src)
 		return
@@ -17,7 +17,7 @@ func binary64(op Op, dst, src []float64) {
 	scalar64(op, dst, src)
 }
 
-func reduceN64(op Op, dst, dst2 []float64, srcs [][]float64) {
+func reduceN64(op Operator, dst, dst2 []float64, srcs [][]float64) {
 	defer copy(dst2, dst) // this build stores once; the default one twice
 	if !useAVX2 {
 		tiled(op, dst, srcs, tile64, scalar64)
@@ -60,7 +60,7 @@ func store64(v archsimd.Float64x4, s []float64) { v.Store((*[4]float64)(s)) }
 func signMask64() archsimd.Int64x4 { return archsimd.BroadcastInt64x4(math.MinInt64) }
 
 // avx64 is dst ⊕= src with len(src) == len(dst).
-func avx64(op Op, dst, src []float64) {
+func avx64(op Operator, dst, src []float64) {
 	var i int
 	switch op {
 	case Sum:
@@ -164,7 +164,7 @@ func maxAVX64(dst, src []float64) int {
 // one pass: each block of 4 vectors is loaded from first, combined with the
 // same block of every further input in registers and stored once. first
 // may be dst; every slice is as long as dst.
-func fusedAVX64(op Op, dst, first []float64, rest [][]float64) {
+func fusedAVX64(op Operator, dst, first []float64, rest [][]float64) {
 	var i int
 	switch op {
 	case Sum:

@@ -33,7 +33,7 @@ func needAVX2(t *testing.T) {
 // loop is the builtins, one element at a time: the semantics the vector
 // Min and Max must reproduce bit for bit (they are what the portable
 // kernels run).
-func loop[F float](op Op, dst, src []F) {
+func loop[F float](op Operator, dst, src []F) {
 	for i := range dst {
 		switch op {
 		case Sum:
@@ -52,8 +52,8 @@ func loop[F float](op Op, dst, src []F) {
 type avxKernels[F float] struct {
 	typed[F]
 	lanes int                                     // per vector
-	avx   func(op Op, dst, src []F)               // avx32, avx64
-	fused func(op Op, dst, first []F, rest [][]F) // fusedAVX32, fusedAVX64
+	avx   func(op Operator, dst, src []F)               // avx32, avx64
+	fused func(op Operator, dst, first []F, rest [][]F) // fusedAVX32, fusedAVX64
 }
 
 var (
@@ -72,7 +72,7 @@ func TestAVXSpecialPairs(t *testing.T) {
 	}
 }
 
-func specialPairs[F float](t *testing.T, k avxKernels[F], op Op) {
+func specialPairs[F float](t *testing.T, k avxKernels[F], op Operator) {
 	t.Helper()
 	var a, b []F
 	for _, x := range k.specials {
@@ -113,7 +113,7 @@ func TestAVXKernels(t *testing.T) {
 	}
 }
 
-func avxKernel[F float](t *testing.T, k avxKernels[F], r *rand.Rand, op Op, n, off int) {
+func avxKernel[F float](t *testing.T, k avxKernels[F], r *rand.Rand, op Operator, n, off int) {
 	t.Helper()
 	const guard = 9
 	a, b := make([]F, n+off+guard), make([]F, n+off)
@@ -144,7 +144,7 @@ func TestAVXFusedFromDst(t *testing.T) {
 	}
 }
 
-func fusedFromDst[F float](t *testing.T, k avxKernels[F], r *rand.Rand, op Op, n int) {
+func fusedFromDst[F float](t *testing.T, k avxKernels[F], r *rand.Rand, op Operator, n int) {
 	t.Helper()
 	dst, src := make([]F, n), make([]F, n)
 	k.fill(r, dst)
@@ -172,7 +172,7 @@ func TestAVXFloatAPI(t *testing.T) {
 	})
 }
 
-func floatAPI[F float](t *testing.T, ty typed[F], r *rand.Rand, op Op, n int) {
+func floatAPI[F float](t *testing.T, ty typed[F], r *rand.Rand, op Operator, n int) {
 	t.Helper()
 	a, b := make([]F, n), make([]F, n)
 	ty.fill(r, a)
@@ -197,8 +197,8 @@ func floatAPI[F float](t *testing.T, ty typed[F], r *rand.Rand, op Op, n int) {
 // default build runs them.
 func kernelSets() []kernelSet {
 	sets := []kernelSet{{"portable",
-		func(op Op, dst, src []float32) { archsimd.ClearAVXUpperBits(); scalar32(op, dst, src) },
-		func(op Op, dst, src []float64) { archsimd.ClearAVXUpperBits(); scalar64(op, dst, src) }}}
+		func(op Operator, dst, src []float32) { archsimd.ClearAVXUpperBits(); scalar32(op, dst, src) },
+		func(op Operator, dst, src []float64) { archsimd.ClearAVXUpperBits(); scalar64(op, dst, src) }}}
 	if useAVX2 {
 		sets = append(sets, kernelSet{"avx2", avx32, avx64})
 	}
