@@ -8,7 +8,6 @@ import (
 
 	"github.com/ringo-ml/ringo/internal/member"
 	"github.com/ringo-ml/ringo/internal/wire"
-	"github.com/ringo-ml/ringo/rendezvous"
 )
 
 // JoinConfig configures Join: how a worker finds its group.
@@ -77,13 +76,6 @@ func Join(ctx context.Context, cfg JoinConfig) (*Communicator, error) {
 	if cfg.Bind == "" {
 		cfg.Bind = "127.0.0.1:0"
 	}
-	if cfg.Key == nil {
-		k, err := rendezvous.KeyFromEnv()
-		if err != nil {
-			return nil, fmt.Errorf("collective: %w", err)
-		}
-		cfg.Key = k
-	}
 	rank := -1
 	if cfg.Rank != nil {
 		rank = *cfg.Rank
@@ -107,21 +99,21 @@ func Join(ctx context.Context, cfg JoinConfig) (*Communicator, error) {
 
 // next agrees on the group's next view and builds its communicator.
 func (ms *membership) next(ctx context.Context) (*Communicator, error) {
-	v, rank, err := ms.m.Agree(ctx)
+	v, err := ms.m.Agree(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("collective: %w", err)
 	}
-	return ms.build(ctx, v, rank)
+	return ms.build(ctx, v)
 }
 
-// build makes this worker's communicator for view v, where it is rank.
-func (ms *membership) build(ctx context.Context, v rendezvous.View, rank int) (*Communicator, error) {
+// build makes this worker's communicator for view v.
+func (ms *membership) build(ctx context.Context, v member.View) (*Communicator, error) {
 	members := make([]Member, len(v.Members))
 	for i, mm := range v.Members {
 		members[i] = Member{Addr: mm.Addr, Name: mm.Name, CertSHA256: mm.CertSHA256}
 	}
 	cfg := ms.cfg.Comm
-	cfg.View = View{Group: v.Group, Epoch: v.Epoch, Rank: rank, Members: members}
+	cfg.View = View{Group: v.Group, Epoch: v.Epoch, Rank: v.Rank, Members: members}
 	cfg.TLS = ms.m.TLS()
 	cfg.Conn = ms.m.Conn()
 	cfg.keepConn = true
@@ -177,14 +169,14 @@ func (c *Communicator) Rejoin(ctx context.Context) (*Communicator, error) {
 		return nil, fmt.Errorf("collective: %w: Rejoin needs a communicator made by Join", ErrInvalid)
 	}
 	c.detach()
-	v, rank, err := m.m.Agree(ctx)
+	v, err := m.m.Agree(ctx)
 	// Close before build: the next communicator reuses the socket.
 	_ = c.Close()
 	var next *Communicator
 	if err != nil {
 		err = fmt.Errorf("collective: %w", err)
 	} else {
-		next, err = m.build(ctx, v, rank)
+		next, err = m.build(ctx, v)
 	}
 	if err != nil {
 		_ = m.m.Leave() // nothing holds the membership any more: end it

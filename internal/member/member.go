@@ -49,6 +49,13 @@ type Member struct {
 // Start checks cfg, makes the worker's certificate and QUIC socket and
 // starts its gossip node.
 func Start(ctx context.Context, cfg Config) (*Member, error) {
+	if cfg.Key == nil {
+		k, err := rendezvous.KeyFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Key = k
+	}
 	host, _, err := net.SplitHostPort(cfg.Bind)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Bind %q: %v", engine.ErrInvalid, cfg.Bind, err)
@@ -143,18 +150,35 @@ func checkAdvertise(addr string) error {
 	return nil
 }
 
-// Agree waits for the group's next view and returns it with this
-// worker's rank in it.
-func (m *Member) Agree(ctx context.Context) (rendezvous.View, int, error) {
+// View is an agreed view as a communicator needs it.
+type View struct {
+	Group   string
+	Epoch   uint64
+	Rank    int // this worker's
+	Members []Peer
+}
+
+// Peer is a member of a view: where to reach it and how to check it.
+type Peer struct {
+	Addr, Name string
+	CertSHA256 []byte
+}
+
+// Agree waits for the group's next view.
+func (m *Member) Agree(ctx context.Context) (View, error) {
 	v, err := m.node.Agree(ctx)
 	if err != nil {
-		return v, -1, fmt.Errorf("agreeing on a view: %w", err)
+		return View{}, fmt.Errorf("agreeing on a view: %w", err)
 	}
 	rank := v.Rank(m.node.Name())
 	if rank < 0 {
-		return v, -1, fmt.Errorf("the agreed view (epoch %d) does not include this worker", v.Epoch)
+		return View{}, fmt.Errorf("the agreed view (epoch %d) does not include this worker", v.Epoch)
 	}
-	return v, rank, nil
+	out := View{Group: v.Group, Epoch: v.Epoch, Rank: rank, Members: make([]Peer, len(v.Members))}
+	for i, mm := range v.Members {
+		out.Members[i] = Peer{Addr: mm.Addr, Name: mm.Name, CertSHA256: mm.CertSHA256}
+	}
+	return out, nil
 }
 
 // TLS is this worker's TLS configuration: its ephemeral certificate.
