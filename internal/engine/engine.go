@@ -53,7 +53,7 @@ type Call struct {
 	Hdr    wire.Header
 	Dst    []byte
 	Src    []byte
-	ES     int       // bytes per element
+	ES     int             // bytes per element
 	Kernel reduce.Operator // combines two partial results
 }
 

@@ -6,9 +6,9 @@ type Operator uint8
 // The reduction operators. The zero Operator is invalid.
 const (
 	Sum  Operator = iota + 1 // dst + src
-	Prod               // dst * src
-	Min                // min(dst, src), NaN-propagating, -0 < +0
-	Max                // max(dst, src), NaN-propagating, -0 < +0
+	Prod                     // dst * src
+	Min                      // min(dst, src), NaN-propagating, -0 < +0
+	Max                      // max(dst, src), NaN-propagating, -0 < +0
 )
 
 // Valid reports whether o is one of Sum, Prod, Min or Max.

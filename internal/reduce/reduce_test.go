@@ -96,15 +96,15 @@ func same[F float](a, b F) bool {
 // know about one of them: the package's functions for it, its portable
 // kernel and its test data.
 type typed[F float] struct {
-	w        string                                 // "32", "64": the suffix of the names
+	w        string                                       // "32", "64": the suffix of the names
 	binary   func(op Operator, dst, src []F)              // Float32, Float64
 	reduce   func(op Operator, dst []F, srcs [][]F)       // Reduce32, Reduce64
 	to2      func(op Operator, dst, dst2 []F, srcs [][]F) // Reduce32To2, Reduce64To2
-	div      func(dst []F, n F)                     // Div32, Div64
+	div      func(dst []F, n F)                           // Div32, Div64
 	scalar   func(op Operator, dst, src []F)              // scalar32, scalar64
-	fill     func(r *rand.Rand, x []F)              // fill32, fill64
-	specials []F                                    // specials32, specials64
-	sentinel F                                      // a NaN that shows any write
+	fill     func(r *rand.Rand, x []F)                    // fill32, fill64
+	specials []F                                          // specials32, specials64
+	sentinel F                                            // a NaN that shows any write
 }
 
 var (

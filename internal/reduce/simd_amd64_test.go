@@ -51,7 +51,7 @@ func loop[F float](op Operator, dst, src []F) {
 // avxKernels is the AVX2 side of one element type.
 type avxKernels[F float] struct {
 	typed[F]
-	lanes int                                     // per vector
+	lanes int                                           // per vector
 	avx   func(op Operator, dst, src []F)               // avx32, avx64
 	fused func(op Operator, dst, first []F, rest [][]F) // fusedAVX32, fusedAVX64
 }
