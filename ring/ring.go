@@ -10,6 +10,13 @@
 // from Prev = (Rank-1+World) % World. With World == 2 both links reach the
 // same peer, but the two directions are independent FIFO byte streams.
 //
+// The Schedule format is not the ring's alone: each Send and Recv names
+// its Peer, and a Recv may wait for another Recv (After) or Send
+// (AfterSend), so that package tree builds its schedules in it too and the
+// executor runs one format. A ring schedule's sends all go to Next, its
+// recvs all come from Prev in list order (After is -1), and AfterSend
+// orders a recv after the send of the segment it overwrites (see linked).
+//
 // # Schedules and the matching rule
 //
 // A Schedule is one rank's part of a collective. The executor first performs
@@ -178,61 +185,80 @@ func (k RecvKind) String() string {
 	return fmt.Sprintf("RecvKind(%d)", uint8(k))
 }
 
-// Send is one frame sent to Next.
+// Send is one transfer to Peer. Sends to the same peer go in list order;
+// sends to different peers may run concurrently. In a ring schedule every
+// Send goes to Next.
 type Send struct {
+	Peer  int
 	From  Ref // Dst/Src/Tmp: that segment; Stage: the OLDEST staged slot (FIFO), Seg names the segment it holds; None: an empty ack/token frame
-	After int // index into Recvs that must complete first (chunk by chunk for data; wholly for an ack); -1: none
+	After int // index into Recvs: chunk c of this send waits for chunk c of Recvs[After] (an ack send waits for the whole recv); -1 none
 }
 
-// String formats the send, e.g. "send Dst[3] after 2".
+// String formats the send, e.g. "send Dst[3] to 1 after R2".
 func (s Send) String() string {
-	if s.From.Buf == None {
-		if s.After < 0 {
-			return "send ack"
-		}
-		return fmt.Sprintf("send ack after %d", s.After)
+	what := "ack"
+	if s.From.Buf != None {
+		what = s.From.String()
 	}
-	if s.After < 0 {
-		return "send " + s.From.String()
+	str := fmt.Sprintf("send %s to %d", what, s.Peer)
+	if s.After >= 0 {
+		str += fmt.Sprintf(" after R%d", s.After)
 	}
-	return fmt.Sprintf("send %v after %d", s.From, s.After)
+	return str
 }
 
-// Recv is one frame received from Prev.
+// Recv is one transfer from Peer. Recvs from the same peer arrive in list
+// order; recvs from different peers may run concurrently. In a ring
+// schedule every Recv comes from Prev.
 type Recv struct {
-	Kind RecvKind
-	To   Ref
-	With Ref // Src segment for RecvStageReduce / RecvCopyReduce; zero otherwise
+	Peer      int
+	Kind      RecvKind
+	To        Ref
+	With      Ref // Src segment for RecvStageReduce / RecvCopyReduce; zero otherwise
+	After     int // index into Recvs: chunk c of this recv is written only after chunk c of Recvs[After] is complete (for an ack, the whole recv); -1 none
+	AfterSend int // index into Sends: chunk c of this recv is written only after chunk c of Sends[AfterSend] has been sent; -1 none
 }
 
-// String formats the recv, e.g. "recv CopyReduce Dst[0] with Src[2]".
+// String formats the recv, e.g. "recv CopyReduce Dst[0] with Src[2] from
+// 3 after S1".
 func (r Recv) String() string {
+	var str string
 	switch r.Kind {
 	case RecvAck:
-		return "recv Ack"
+		str = fmt.Sprintf("recv Ack from %d", r.Peer)
 	case RecvStageReduce, RecvCopyReduce:
-		return fmt.Sprintf("recv %v %v with %v", r.Kind, r.To, r.With)
+		str = fmt.Sprintf("recv %v %v with %v from %d", r.Kind, r.To, r.With, r.Peer)
+	default:
+		str = fmt.Sprintf("recv %v %v from %d", r.Kind, r.To, r.Peer)
 	}
-	return fmt.Sprintf("recv %v %v", r.Kind, r.To)
+	if r.After >= 0 {
+		str += fmt.Sprintf(" after R%d", r.After)
+	}
+	if r.AfterSend >= 0 {
+		str += fmt.Sprintf(" after S%d", r.AfterSend)
+	}
+	return str
 }
 
 // Local is a copy a rank does by itself before any transfer (e.g. its own
 // block into Dst).
 type Local struct{ From, To Ref }
 
-// Schedule is one rank's part of a collective: Local copies done first, then
-// Sends (to Next) and Recvs (from Prev), each list run in order.
+// Schedule is one rank's part of a collective: Local copies done first,
+// then Sends and Recvs. It is the one format the executor runs: package
+// tree builds its schedules in it too, with transfers to and from other
+// peers than the ring neighbours.
 type Schedule struct {
-	World, Rank, Next, Prev int
-	Local                   []Local
-	Sends                   []Send
-	Recvs                   []Recv
+	World, Rank int
+	Local       []Local
+	Sends       []Send
+	Recvs       []Recv
 }
 
 // String renders the schedule on several lines, for debugging.
 func (s Schedule) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "rank %d/%d (next %d, prev %d)\n", s.Rank, s.World, s.Next, s.Prev)
+	fmt.Fprintf(&b, "rank %d/%d\n", s.Rank, s.World)
 	for _, l := range s.Local {
 		fmt.Fprintf(&b, "  local %v -> %v\n", l.From, l.To)
 	}
@@ -285,8 +311,38 @@ func checkRoot(op string, world, rank, root int) {
 	}
 }
 
+// linked finishes a ring schedule: every send goes to Next and every
+// recv comes from Prev, in list order (no Recv.After), and a recv that
+// overwrites a segment this rank sent earlier in the operation
+// (AllReduce's gather phase overwrites segments the reduce phase sent)
+// follows the last such send chunk by chunk (AfterSend). The data it
+// receives already depends on that send through the ring, but only
+// through the network; this makes the order local and explicit (and
+// visible to a race detector). Only sends that depend on an earlier recv
+// (or none) count: a later send of the segment forwards what this recv or
+// a later one writes.
+func linked(s Schedule) Schedule {
+	next, prev := (s.Rank+1)%s.World, (s.Rank-1+s.World)%s.World
+	for i := range s.Sends {
+		s.Sends[i].Peer = next
+	}
+	for i := range s.Recvs {
+		rv := &s.Recvs[i]
+		rv.Peer, rv.After, rv.AfterSend = prev, -1, -1
+		if rv.To.Buf != Dst && rv.To.Buf != Tmp {
+			continue
+		}
+		for j, sd := range s.Sends {
+			if sd.From == rv.To && sd.After < i {
+				rv.AfterSend = j
+			}
+		}
+	}
+	return s
+}
+
 func newSchedule(world, rank int) Schedule {
-	return Schedule{World: world, Rank: rank, Next: (rank + 1) % world, Prev: (rank - 1 + world) % world}
+	return Schedule{World: world, Rank: rank}
 }
 
 func dst(seg int) Ref   { return Ref{Dst, seg} }
@@ -306,7 +362,7 @@ func AllReduce(world, rank int) Schedule {
 	check("AllReduce", world, rank)
 	s := newSchedule(world, rank)
 	if world == 1 {
-		return s
+		return linked(s)
 	}
 	n := world
 	s.Sends = make([]Send, 0, 2*(n-1))
@@ -321,7 +377,7 @@ func AllReduce(world, rank int) Schedule {
 		s.Sends = append(s.Sends, Send{From: dst(mod(rank+1-st, n)), After: n - 2 + st})
 		s.Recvs = append(s.Recvs, Recv{Kind: RecvCopy, To: dst(mod(rank-st, n))})
 	}
-	return s
+	return linked(s)
 }
 
 // ReduceScatter reduces world blocks out of place: Src holds world blocks of
@@ -341,7 +397,7 @@ func ReduceScatter(world, rank int) Schedule {
 	s := newSchedule(world, rank)
 	if world == 1 {
 		s.Local = []Local{{From: src(0), To: dst(0)}}
-		return s
+		return linked(s)
 	}
 	n := world
 	s.Sends = make([]Send, 0, n-1)
@@ -360,7 +416,7 @@ func ReduceScatter(world, rank int) Schedule {
 			s.Recvs = append(s.Recvs, Recv{Kind: RecvCopyReduce, To: tmp(b), With: src(b)})
 		}
 	}
-	return s
+	return linked(s)
 }
 
 // AllGather concatenates every rank's Src: afterwards Dst segment k (len(src)
@@ -373,7 +429,7 @@ func AllGather(world, rank int) Schedule {
 	s := newSchedule(world, rank)
 	s.Local = []Local{{From: src(0), To: dst(rank)}}
 	if world == 1 {
-		return s
+		return linked(s)
 	}
 	n := world
 	s.Sends = make([]Send, 0, n-1)
@@ -386,7 +442,7 @@ func AllGather(world, rank int) Schedule {
 		}
 		s.Recvs = append(s.Recvs, Recv{Kind: RecvCopy, To: dst(mod(rank-st-1, n))})
 	}
-	return s
+	return linked(s)
 }
 
 // Broadcast copies the root's Dst (in place, segment 0 = the whole buffer)
@@ -397,7 +453,7 @@ func Broadcast(world, rank, root int) Schedule {
 	checkRoot("Broadcast", world, rank, root)
 	s := newSchedule(world, rank)
 	if world == 1 {
-		return s
+		return linked(s)
 	}
 	switch mod(rank-root, world) {
 	case 0:
@@ -410,7 +466,7 @@ func Broadcast(world, rank, root int) Schedule {
 		s.Sends = []Send{{From: dst(0), After: 0}}
 		s.Recvs = []Recv{{Kind: RecvCopy, To: dst(0)}}
 	}
-	return s
+	return linked(s)
 }
 
 // Reduce reduces every rank's Src (segment 0 = the whole src) into the
@@ -424,7 +480,7 @@ func Reduce(world, rank, root int) Schedule {
 	s := newSchedule(world, rank)
 	if world == 1 {
 		s.Local = []Local{{From: src(0), To: dst(0)}}
-		return s
+		return linked(s)
 	}
 	switch mod(rank-root, world) {
 	case 1: // chain start
@@ -437,7 +493,7 @@ func Reduce(world, rank, root int) Schedule {
 		s.Sends = []Send{{From: stage(0), After: 0}}
 		s.Recvs = []Recv{{Kind: RecvStageReduce, To: stage(0), With: src(0)}}
 	}
-	return s
+	return linked(s)
 }
 
 // Gather collects every rank's Src (segment 0 = the whole src) into the
@@ -454,14 +510,14 @@ func Gather(world, rank, root int) Schedule {
 	if rank == root {
 		s.Local = []Local{{From: src(0), To: dst(root)}}
 		if n == 1 {
-			return s
+			return linked(s)
 		}
 		s.Recvs = make([]Recv, 0, n-1)
 		for i := 0; i < n-1; i++ {
 			s.Recvs = append(s.Recvs, Recv{Kind: RecvCopy, To: dst(mod(root-1-i, n))})
 		}
 		s.Sends = []Send{{From: Ref{}, After: n - 2}}
-		return s
+		return linked(s)
 	}
 	// d = distance to the root; this rank receives the blocks of the
 	// n-1-d ranks further away, nearest first.
@@ -478,7 +534,7 @@ func Gather(world, rank, root int) Schedule {
 	if d == n-1 { // rank root+1: the root's Next receives its ack
 		s.Recvs = append(s.Recvs, Recv{Kind: RecvAck})
 	}
-	return s
+	return linked(s)
 }
 
 // Barrier returns world-1 token steps: step s sends an ack (after the ack of
@@ -489,7 +545,7 @@ func Barrier(world, rank int) Schedule {
 	check("Barrier", world, rank)
 	s := newSchedule(world, rank)
 	if world == 1 {
-		return s
+		return linked(s)
 	}
 	s.Sends = make([]Send, world-1)
 	s.Recvs = make([]Recv, world-1)
@@ -497,7 +553,7 @@ func Barrier(world, rank int) Schedule {
 		s.Sends[st] = Send{From: Ref{}, After: st - 1}
 		s.Recvs[st] = Recv{Kind: RecvAck}
 	}
-	return s
+	return linked(s)
 }
 
 // SendRecv is a benchmark pattern: every rank sends its Src segment 0 to
@@ -508,9 +564,9 @@ func SendRecv(world, rank int) Schedule {
 	s := newSchedule(world, rank)
 	if world == 1 {
 		s.Local = []Local{{From: src(0), To: dst(0)}}
-		return s
+		return linked(s)
 	}
 	s.Sends = []Send{{From: src(0), After: -1}}
 	s.Recvs = []Recv{{Kind: RecvCopy, To: dst(0)}}
-	return s
+	return linked(s)
 }

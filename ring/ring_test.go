@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/quick"
+
+	"github.com/ringo-ml/ringo/internal/schedtest"
 )
 
 const maxWorld = 64
@@ -263,8 +265,22 @@ func staticCheck(op *opSpec, world, root int, schs []Schedule) []string {
 		return data && ref.Seg >= 0 && ref.Seg < segs
 	}
 	for r, s := range schs {
-		if s.World != world || s.Rank != r || s.Next != (r+1)%world || s.Prev != (r-1+world)%world {
-			fail("rank %d: header World=%d Rank=%d Next=%d Prev=%d", r, s.World, s.Rank, s.Next, s.Prev)
+		if s.World != world || s.Rank != r {
+			fail("rank %d: header World=%d Rank=%d", r, s.World, s.Rank)
+		}
+		next, prev := (r+1)%world, (r-1+world)%world
+		for i, sd := range s.Sends {
+			if sd.Peer != next {
+				fail("rank %d: send %d goes to %d, not to its successor %d", r, i, sd.Peer, next)
+			}
+		}
+		for i, rv := range s.Recvs {
+			if rv.Peer != prev || rv.After != -1 {
+				fail("rank %d: recv %d (%v) is not the next frame from its predecessor %d", r, i, rv, prev)
+			}
+			if rv.AfterSend >= i || rv.AfterSend < -1 {
+				fail("rank %d: recv %d follows send %d", r, i, rv.AfterSend)
+			}
 		}
 		wantS, wantR := op.counts(world, r, root)
 		if len(s.Sends) != wantS || len(s.Recvs) != wantR {
@@ -345,15 +361,16 @@ func staticCheck(op *opSpec, world, root int, schs []Schedule) []string {
 	// Frame pairing: send i of r is recv i of Next(r).
 	counts := []int{0, 1, world - 1, world, 3*world + 1, 1000}
 	for r, s := range schs {
-		nx := schs[s.Next]
+		next := (r + 1) % world
+		nx := schs[next]
 		if len(s.Sends) != len(nx.Recvs) {
-			fail("rank %d sends %d frames, rank %d receives %d", r, len(s.Sends), s.Next, len(nx.Recvs))
+			fail("rank %d sends %d frames, rank %d receives %d", r, len(s.Sends), next, len(nx.Recvs))
 			continue
 		}
 		for i, sd := range s.Sends {
 			rv := nx.Recvs[i]
 			if (sd.From.Buf == None) != (rv.Kind == RecvAck) {
-				fail("rank %d send %d (%v) vs rank %d recv %d (%v): ack/data mismatch", r, i, sd, s.Next, i, rv)
+				fail("rank %d send %d (%v) vs rank %d recv %d (%v): ack/data mismatch", r, i, sd, next, i, rv)
 				continue
 			}
 			if rv.Kind == RecvAck || (sd.From == rv.To && rv.With == Ref{}) {
@@ -369,7 +386,7 @@ func staticCheck(op *opSpec, world, root int, schs []Schedule) []string {
 					w = op.segLen(world, rv.With, count)
 				}
 				if n != m || n != w {
-					fail("count %d: rank %d send %d (%v, %d elems) vs rank %d recv %d (%v, %d/%d elems)", count, r, i, sd, n, s.Next, i, rv, m, w)
+					fail("count %d: rank %d send %d (%v, %d elems) vs rank %d recv %d (%v, %d/%d elems)", count, r, i, sd, n, next, i, rv, m, w)
 				}
 			}
 		}
@@ -476,7 +493,7 @@ func rotated(op *opSpec, got, base Schedule, root int) bool {
 		}
 		return r
 	}
-	if got.World != n || got.Rank != mod(base.Rank+root, n) || got.Next != mod(base.Next+root, n) || got.Prev != mod(base.Prev+root, n) ||
+	if got.World != n || got.Rank != mod(base.Rank+root, n) ||
 		len(got.Local) != len(base.Local) || len(got.Sends) != len(base.Sends) || len(got.Recvs) != len(base.Recvs) {
 		return false
 	}
@@ -486,12 +503,12 @@ func rotated(op *opSpec, got, base Schedule, root int) bool {
 		}
 	}
 	for i, sd := range base.Sends {
-		if got.Sends[i] != (Send{From: ref(sd.From), After: sd.After}) {
+		if got.Sends[i] != (Send{Peer: mod(sd.Peer+root, n), From: ref(sd.From), After: sd.After}) {
 			return false
 		}
 	}
 	for i, rv := range base.Recvs {
-		if got.Recvs[i] != (Recv{Kind: rv.Kind, To: ref(rv.To), With: ref(rv.With)}) {
+		if got.Recvs[i] != (Recv{Peer: mod(rv.Peer+root, n), Kind: rv.Kind, To: ref(rv.To), With: ref(rv.With), After: rv.After, AfterSend: rv.AfterSend}) {
 			return false
 		}
 	}
@@ -575,7 +592,7 @@ func TestWorldOneLocal(t *testing.T) {
 		if fmt.Sprint(tc.s.Local) != fmt.Sprint(tc.local) || len(tc.s.Sends)+len(tc.s.Recvs) != 0 {
 			t.Errorf("%s(1, 0) = %v", tc.name, tc.s)
 		}
-		if tc.s.World != 1 || tc.s.Next != 0 || tc.s.Prev != 0 {
+		if tc.s.World != 1 || tc.s.Rank != 0 {
 			t.Errorf("%s(1, 0) header = %+v", tc.name, tc.s)
 		}
 	}
@@ -586,14 +603,18 @@ func TestWorldOneLocal(t *testing.T) {
 func TestAllReduceWorld3Rank0(t *testing.T) {
 	got := AllReduce(3, 0)
 	want := Schedule{
-		World: 3, Rank: 0, Next: 1, Prev: 2,
+		World: 3, Rank: 0,
 		Sends: []Send{
-			{Ref{Dst, 0}, -1}, {Ref{Dst, 2}, 0}, // reduce-scatter
-			{Ref{Dst, 1}, 1}, {Ref{Dst, 0}, 2}, // all-gather
+			{1, Ref{Dst, 0}, -1}, {1, Ref{Dst, 2}, 0}, // reduce-scatter
+			{1, Ref{Dst, 1}, 1}, {1, Ref{Dst, 0}, 2}, // all-gather
 		},
 		Recvs: []Recv{
-			{Kind: RecvReduce, To: Ref{Dst, 2}}, {Kind: RecvReduce, To: Ref{Dst, 1}},
-			{Kind: RecvCopy, To: Ref{Dst, 0}}, {Kind: RecvCopy, To: Ref{Dst, 2}},
+			{Peer: 2, Kind: RecvReduce, To: Ref{Dst, 2}, After: -1, AfterSend: -1},
+			{Peer: 2, Kind: RecvReduce, To: Ref{Dst, 1}, After: -1, AfterSend: -1},
+			// The all-gather overwrites segments the reduce-scatter sent:
+			// after those sends, chunk by chunk.
+			{Peer: 2, Kind: RecvCopy, To: Ref{Dst, 0}, After: -1, AfterSend: 0},
+			{Peer: 2, Kind: RecvCopy, To: Ref{Dst, 2}, After: -1, AfterSend: 1},
 		},
 	}
 	if got.String() != want.String() {
@@ -604,11 +625,11 @@ func TestAllReduceWorld3Rank0(t *testing.T) {
 func TestReduceScatterWorld3Rank0(t *testing.T) {
 	got := ReduceScatter(3, 0)
 	want := Schedule{
-		World: 3, Rank: 0, Next: 1, Prev: 2,
-		Sends: []Send{{Ref{Src, 2}, -1}, {Ref{Tmp, 1}, 0}},
+		World: 3, Rank: 0,
+		Sends: []Send{{1, Ref{Src, 2}, -1}, {1, Ref{Tmp, 1}, 0}},
 		Recvs: []Recv{
-			{Kind: RecvCopyReduce, To: Ref{Tmp, 1}, With: Ref{Src, 1}},
-			{Kind: RecvCopyReduce, To: Ref{Dst, 0}, With: Ref{Src, 0}},
+			{Peer: 2, Kind: RecvCopyReduce, To: Ref{Tmp, 1}, With: Ref{Src, 1}, After: -1, AfterSend: -1},
+			{Peer: 2, Kind: RecvCopyReduce, To: Ref{Dst, 0}, With: Ref{Src, 0}, After: -1, AfterSend: -1},
 		},
 	}
 	if got.String() != want.String() {
@@ -672,20 +693,7 @@ func TestPanics(t *testing.T) {
 		"Split i=parts":        func() { Split(10, 3, 3) },
 		"Split i -1":           func() { Split(10, 3, -1) },
 	}
-	for name, f := range cases {
-		t.Run(name, func(t *testing.T) {
-			defer func() {
-				r := recover()
-				if r == nil {
-					t.Fatal("no panic")
-				}
-				if msg, ok := r.(string); !ok || !strings.HasPrefix(msg, "ring: ") {
-					t.Fatalf("panic value %#v lacks a clear ring: message", r)
-				}
-			}()
-			f()
-		})
-	}
+	schedtest.Panics(t, "ring: ", cases)
 }
 
 // checkSplit verifies that Split partitions [0, count) into parts
@@ -768,7 +776,9 @@ func TestSimulatorCatchesBugs(t *testing.T) {
 		{"Tmp read before written", "ReduceScatter", 4, 0, 1, func(s *Schedule) { s.Sends[1].After = -1 }, ""},
 		{"Tmp in another op", "Reduce", 5, 0, 0, func(s *Schedule) { s.Recvs[0].To = Ref{Tmp, 0} }, "outside the Tmp layout"},
 		{"stage out of order", "Gather", 5, 0, 3, func(s *Schedule) { s.Sends[1], s.Sends[2] = s.Sends[2], s.Sends[1] }, "staged slot"},
-		{"non-root writes Dst", "Reduce", 5, 0, 3, func(s *Schedule) { s.Recvs[0] = Recv{Kind: RecvCopyReduce, To: Ref{Dst, 0}, With: Ref{Src, 0}} }, "outside the Dst layout"},
+		{"non-root writes Dst", "Reduce", 5, 0, 3, func(s *Schedule) {
+			s.Recvs[0] = Recv{Peer: s.Recvs[0].Peer, Kind: RecvCopyReduce, To: Ref{Dst, 0}, With: Ref{Src, 0}, After: -1, AfterSend: -1}
+		}, "outside the Dst layout"},
 		{"early broadcast ack", "Broadcast", 5, 2, 1, func(s *Schedule) { s.Sends[0].After = -1 }, "completion ack"},
 		{"early barrier exit", "Barrier", 5, 0, -1, func(s *Schedule) {
 			for i := range s.Sends {
@@ -802,27 +812,27 @@ func TestSimulatorCatchesBugs(t *testing.T) {
 func ExampleAllReduce() {
 	fmt.Print(AllReduce(3, 1))
 	// Output:
-	// rank 1/3 (next 2, prev 0)
-	//   S0: send Dst[1]
-	//   S1: send Dst[0] after 0
-	//   S2: send Dst[2] after 1
-	//   S3: send Dst[1] after 2
-	//   R0: recv Reduce Dst[0]
-	//   R1: recv Reduce Dst[2]
-	//   R2: recv Copy Dst[1]
-	//   R3: recv Copy Dst[0]
+	// rank 1/3
+	//   S0: send Dst[1] to 2
+	//   S1: send Dst[0] to 2 after R0
+	//   S2: send Dst[2] to 2 after R1
+	//   S3: send Dst[1] to 2 after R2
+	//   R0: recv Reduce Dst[0] from 0
+	//   R1: recv Reduce Dst[2] from 0
+	//   R2: recv Copy Dst[1] from 0 after S0
+	//   R3: recv Copy Dst[0] from 0 after S1
 }
 
 func ExampleReduceScatter() {
 	fmt.Print(ReduceScatter(4, 1))
 	// Output:
-	// rank 1/4 (next 2, prev 0)
-	//   S0: send Src[0]
-	//   S1: send Tmp[3] after 0
-	//   S2: send Tmp[2] after 1
-	//   R0: recv CopyReduce Tmp[3] with Src[3]
-	//   R1: recv CopyReduce Tmp[2] with Src[2]
-	//   R2: recv CopyReduce Dst[0] with Src[1]
+	// rank 1/4
+	//   S0: send Src[0] to 2
+	//   S1: send Tmp[3] to 2 after R0
+	//   S2: send Tmp[2] to 2 after R1
+	//   R0: recv CopyReduce Tmp[3] with Src[3] from 0
+	//   R1: recv CopyReduce Tmp[2] with Src[2] from 0
+	//   R2: recv CopyReduce Dst[0] with Src[1] from 0
 }
 
 func ExampleSplit() {

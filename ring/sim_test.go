@@ -3,6 +3,8 @@ package ring
 import (
 	"fmt"
 	"strings"
+
+	"github.com/ringo-ml/ringo/internal/schedtest"
 )
 
 // This file holds a naive model of the executor: all ranks of a world run in
@@ -57,23 +59,15 @@ func leafOf(id int) (kind byte, rank, seg, c int) {
 	return "xdt"[v], rank, seg, c
 }
 
-func mix(x uint64) uint64 { // splitmix64 finaliser
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	return x ^ x>>31
-}
-
 func (e *exprs) hash(id int) uint64 {
 	if id < 0 {
-		return mix(uint64(-id))
+		return schedtest.Mix(uint64(-id))
 	}
 	return e.nodes[id].h
 }
 
 func (e *exprs) plus(a, b int) int {
-	h := mix(e.hash(a)*0x9e3779b97f4a7c15 + mix(e.hash(b)^0x5851f42d4c957f2d))
+	h := schedtest.Pair(e.hash(a), e.hash(b))
 	e.nodes = append(e.nodes, exprNode{a: a, b: b, h: h})
 	return len(e.nodes) - 1
 }
@@ -230,7 +224,7 @@ func newSim(op *opSpec, world, root int, cfg simConfig) *sim {
 		s.ranks = append(s.ranks, st)
 	}
 	for _, st := range s.ranks {
-		prev := s.ranks[st.sch.Prev].sch
+		prev := s.ranks[(st.sch.Rank-1+s.world)%s.world].sch
 		st.in = make([]frame, 0, len(prev.Sends)*C)
 	}
 	return s
@@ -382,7 +376,7 @@ func (s *sim) doSend(r int) {
 	}
 	st.sendCum = k
 	f.know = k
-	next := s.ranks[st.sch.Next]
+	next := s.ranks[(st.sch.Rank+1)%s.world]
 	next.in = append(next.in, f)
 	st.sendC++
 	if st.sendC == s.nchunks(f.ack) {
@@ -398,7 +392,7 @@ func (s *sim) doRecv(r int) {
 	j, c := st.recvI, st.recvC
 	rv := st.sch.Recvs[j]
 	if f.send != j || f.chunk != c || f.ack != (rv.Kind == RecvAck) {
-		s.fail("rank %d recv %d chunk %d (%v) got send %d chunk %d (ack=%v) of rank %d", r, j, c, rv, f.send, f.chunk, f.ack, st.sch.Prev)
+		s.fail("rank %d recv %d chunk %d (%v) got send %d chunk %d (ack=%v) of rank %d", r, j, c, rv, f.send, f.chunk, f.ack, rv.Peer)
 		return
 	}
 	var v int
@@ -448,88 +442,51 @@ func (s *sim) doRecv(r int) {
 	st.recvKnow[j*s.chunks+c] = st.recvCum
 }
 
-// xorshift is a tiny deterministic generator (xorshift64*); math/rand is
-// needlessly slow under the race detector for this hot loop.
-type xorshift struct{ x uint64 }
-
-func newXorshift(seed uint64) *xorshift { return &xorshift{x: mix(seed) | 1} }
-
-func (r *xorshift) intN(n int) int {
-	r.x ^= r.x >> 12
-	r.x ^= r.x << 25
-	r.x ^= r.x >> 27
-	return int((r.x * 0x2545f4914f6cdd1d >> 33) % uint64(n))
-}
-
-// worklist is a set of candidate actions (ranks) with O(1) add and random
-// removal.
-type worklist struct {
-	items []int
-	in    []bool
-}
-
-func (w *worklist) add(r int) {
-	if !w.in[r] {
-		w.in[r] = true
-		w.items = append(w.items, r)
-	}
-}
-
-func (w *worklist) take(rng *xorshift) int {
-	i := rng.intN(len(w.items))
-	r := w.items[i]
-	last := len(w.items) - 1
-	w.items[i] = w.items[last]
-	w.items = w.items[:last]
-	w.in[r] = false
-	return r
-}
-
 // run executes the whole world until nothing can progress and reports a
 // deadlock if work remains.
 func (s *sim) run() {
 	s.runLocal()
-	rng := newXorshift(s.cfg.seed<<32 ^ uint64(s.world)<<16 ^ uint64(s.root))
+	rng := schedtest.NewRand(s.cfg.seed<<32 ^ uint64(s.world)<<16 ^ uint64(s.root))
 	// The worklists hold the ranks whose next send / recv can run. An
 	// action that can run stays runnable until it runs (dependencies and
 	// queued frames only grow), so only the ranks an action affects need a
 	// new look.
-	sends := &worklist{in: make([]bool, s.world)}
-	recvs := &worklist{in: make([]bool, s.world)}
+	sends := schedtest.NewWorklist(s.world)
+	recvs := schedtest.NewWorklist(s.world)
 	lookSend := func(r int) {
 		if s.canSend(r) {
-			sends.add(r)
+			sends.Add(r)
 		}
 	}
 	lookRecv := func(r int) {
 		if s.canRecv(r) {
-			recvs.add(r)
+			recvs.Add(r)
 		}
 	}
 	for r := range s.world {
 		lookSend(r)
 	}
-	for len(s.errs) == 0 && len(sends.items)+len(recvs.items) > 0 {
+	for len(s.errs) == 0 && sends.Len()+recvs.Len() > 0 {
 		var useSend bool
 		switch {
-		case len(sends.items) == 0:
+		case sends.Len() == 0:
 			useSend = false
-		case len(recvs.items) == 0:
+		case recvs.Len() == 0:
 			useSend = true
 		case s.cfg.mode == modeEagerSend:
 			useSend = true
 		case s.cfg.mode == modeEagerRecv:
 			useSend = false
 		default:
-			useSend = rng.intN(len(sends.items)+len(recvs.items)) < len(sends.items)
+			useSend = rng.IntN(sends.Len()+recvs.Len()) < sends.Len()
 		}
 		if useSend {
-			r := sends.take(rng)
+			r := sends.Take(rng)
 			s.doSend(r)
 			lookSend(r)
-			lookRecv(s.ranks[r].sch.Next)
+			lookRecv((r + 1) % s.world)
 		} else {
-			r := recvs.take(rng)
+			r := recvs.Take(rng)
 			s.doRecv(r)
 			lookRecv(r)
 			lookSend(r)

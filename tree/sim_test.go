@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ringo-ml/ringo/internal/schedtest"
 	"github.com/ringo-ml/ringo/ring"
 )
 
@@ -64,32 +65,22 @@ func leafOf(id int) (kind, rank, seg, c int) {
 	return kind, rank, seg, c
 }
 
-func mix(x uint64) uint64 { // splitmix64 finaliser
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	return x ^ x>>31
-}
-
 func (e *exprs) node(id int) exprNode {
 	if id >= 0 {
 		return e.nodes[id]
 	}
 	kind, rank, seg, c := leafOf(id)
-	h := mix(uint64(-id))
+	h := schedtest.Mix(uint64(-id))
 	return exprNode{h: h, hc: h, ranks: 1 << rank, seg: int32(seg), c: int32(c), once: kind == leafInput}
 }
-
-func pair(x, y uint64) uint64 { return mix(x*0x9e3779b97f4a7c15 + mix(y^0x5851f42d4c957f2d)) }
 
 func (e *exprs) plus(a, b int) int {
 	x, y := e.node(a), e.node(b)
 	lo, hi := min(x.hc, y.hc), max(x.hc, y.hc)
 	e.nodes = append(e.nodes, exprNode{
 		a: a, b: b,
-		h:     pair(x.h, y.h),
-		hc:    pair(lo, hi) ^ 0xc3a5c85c97cb3127,
+		h:     schedtest.Pair(x.h, y.h),
+		hc:    schedtest.Pair(lo, hi) ^ 0xc3a5c85c97cb3127,
 		ranks: x.ranks | y.ranks,
 		seg:   x.seg, c: x.c,
 		once: x.once && y.once && x.ranks&y.ranks == 0 && x.seg == y.seg && x.c == y.c,
@@ -629,42 +620,6 @@ func (s *sim) doRecv(l *lane) {
 	}
 }
 
-// xorshift is a tiny deterministic generator (xorshift64*); math/rand is
-// needlessly slow under the race detector for this hot loop.
-type xorshift struct{ x uint64 }
-
-func newXorshift(seed uint64) *xorshift { return &xorshift{x: mix(seed) | 1} }
-
-func (r *xorshift) intN(n int) int {
-	r.x ^= r.x >> 12
-	r.x ^= r.x << 25
-	r.x ^= r.x >> 27
-	return int((r.x * 0x2545f4914f6cdd1d >> 33) % uint64(n))
-}
-
-// worklist is a set of candidate lanes with O(1) add and random removal.
-type worklist struct {
-	items []int
-	in    []bool
-}
-
-func (w *worklist) add(k int) {
-	if !w.in[k] {
-		w.in[k] = true
-		w.items = append(w.items, k)
-	}
-}
-
-func (w *worklist) take(rng *xorshift) int {
-	i := rng.intN(len(w.items))
-	k := w.items[i]
-	last := len(w.items) - 1
-	w.items[i] = w.items[last]
-	w.items = w.items[:last]
-	w.in[k] = false
-	return k
-}
-
 // run executes the whole world until nothing can progress and reports a
 // deadlock if work remains.
 func (s *sim) run() {
@@ -672,19 +627,19 @@ func (s *sim) run() {
 	if len(s.errs) > 0 {
 		return
 	}
-	rng := newXorshift(s.cfg.seed<<32 ^ uint64(s.world)<<16 ^ uint64(s.root))
+	rng := schedtest.NewRand(s.cfg.seed<<32 ^ uint64(s.world)<<16 ^ uint64(s.root))
 	// The worklists hold the lanes whose next transfer can run. A transfer
 	// that can run stays runnable until it runs (dependencies and queued
 	// frames only grow), so only the lanes an action affects need a new
 	// look: the actor's rank's lanes, and the receiving lane of a frame.
-	sends := &worklist{in: make([]bool, len(s.lanes))}
-	recvs := &worklist{in: make([]bool, len(s.lanes))}
+	sends := schedtest.NewWorklist(len(s.lanes))
+	recvs := schedtest.NewWorklist(len(s.lanes))
 	look := func(k int) {
 		if l := s.lanes[k]; s.canRun(l) {
 			if l.send {
-				sends.add(k)
+				sends.Add(k)
 			} else {
-				recvs.add(k)
+				recvs.Add(k)
 			}
 		}
 	}
@@ -703,23 +658,23 @@ func (s *sim) run() {
 	for k := range s.lanes {
 		look(k)
 	}
-	for len(s.errs) == 0 && len(sends.items)+len(recvs.items) > 0 {
+	for len(s.errs) == 0 && sends.Len()+recvs.Len() > 0 {
 		var useSend bool
 		switch {
-		case len(sends.items) == 0:
+		case sends.Len() == 0:
 			useSend = false
-		case len(recvs.items) == 0:
+		case recvs.Len() == 0:
 			useSend = true
 		case s.cfg.mode == modeEagerSend:
 			useSend = true
 		case s.cfg.mode == modeEagerRecv:
 			useSend = false
 		default:
-			useSend = rng.intN(len(sends.items)+len(recvs.items)) < len(sends.items)
+			useSend = rng.IntN(sends.Len()+recvs.Len()) < sends.Len()
 		}
 		var l *lane
 		if useSend {
-			l = s.lanes[sends.take(rng)]
+			l = s.lanes[sends.Take(rng)]
 			d := s.ranks[l.rank].sendDest[l.items[l.pos]]
 			s.doSend(l)
 			if d >= 0 && s.cfg.mode == modeRendezvous {
@@ -733,7 +688,7 @@ func (s *sim) run() {
 				look(d)
 			}
 		} else {
-			l = s.lanes[recvs.take(rng)]
+			l = s.lanes[recvs.Take(rng)]
 			s.doRecv(l)
 		}
 		lookRank(l.rank)

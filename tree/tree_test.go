@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ringo-ml/ringo/internal/schedtest"
 	"github.com/ringo-ml/ringo/ring"
 )
 
@@ -552,7 +553,7 @@ func TestHandChecked(t *testing.T) {
 		// World 4: tree 0 = 3 <- 1 <- {0, 2}; tree 1 (mirror) = 0 <- 2 <- {3, 1}.
 		// Rank 1 is interior in tree 0 (parent 3) and a leaf of tree 1 (parent 2).
 		{DoubleBinaryTree(4, 1), Schedule{World: 4, Rank: 1,
-			Sends: []Send{{3, d0, 1}, {2, d1, -1}, {0, d0, 2}, {2, d0, 2}},
+			Sends: []Send{{Peer: 3, From: d0, After: 1}, {Peer: 2, From: d1, After: -1}, {Peer: 0, From: d0, After: 2}, {Peer: 2, From: d0, After: 2}},
 			Recvs: []Recv{
 				{Peer: 0, Kind: ring.RecvReduce, To: d0, After: -1, AfterSend: -1},
 				{Peer: 2, Kind: ring.RecvReduce, To: d0, After: 0, AfterSend: -1},
@@ -561,17 +562,17 @@ func TestHandChecked(t *testing.T) {
 			}}},
 		// World 3: p = 2; rank 2 folds into rank 0.
 		{RecursiveDoubling(3, 0), Schedule{World: 3, Rank: 0,
-			Sends: []Send{{1, d0, 0}, {2, d0, 1}},
+			Sends: []Send{{Peer: 1, From: d0, After: 0}, {Peer: 2, From: d0, After: 1}},
 			Recvs: []Recv{
 				{Peer: 2, Kind: ring.RecvReduce, To: d0, After: -1, AfterSend: -1},
 				{Peer: 1, Kind: ring.RecvReduce, To: d0, After: 0, AfterSend: 0},
 			}}},
 		{RecursiveDoubling(3, 2), Schedule{World: 3, Rank: 2,
-			Sends: []Send{{0, d0, -1}},
+			Sends: []Send{{Peer: 0, From: d0, After: -1}},
 			Recvs: []Recv{{Peer: 0, Kind: ring.RecvCopy, To: d0, After: -1, AfterSend: 0}}}},
 		// World 6, root 0: children of 0 are 4 (subtree {4, 5}), 2 ({2, 3}), 1.
 		{BinomialBroadcast(6, 0, 0), Schedule{World: 6, Rank: 0,
-			Sends: []Send{{4, d0, -1}, {2, d0, -1}, {1, d0, -1}},
+			Sends: []Send{{Peer: 4, From: d0, After: -1}, {Peer: 2, From: d0, After: -1}, {Peer: 1, From: d0, After: -1}},
 			Recvs: []Recv{
 				{Peer: 1, Kind: ring.RecvAck, After: -1, AfterSend: -1},
 				{Peer: 2, Kind: ring.RecvAck, After: 0, AfterSend: -1},
@@ -601,20 +602,7 @@ func TestPanics(t *testing.T) {
 		"Build op":           func() { Build(Op(99), 2, 0, 0) },
 		"Build rooted range": func() { Build(OpBinomialGather, 2, 0, 2) },
 	}
-	for name, f := range cases {
-		t.Run(name, func(t *testing.T) {
-			defer func() {
-				r := recover()
-				if r == nil {
-					t.Fatal("no panic")
-				}
-				if msg, ok := r.(string); !ok || !strings.HasPrefix(msg, "tree: ") {
-					t.Fatalf("panic value %#v lacks a clear tree: message", r)
-				}
-			}()
-			f()
-		})
-	}
+	schedtest.Panics(t, "tree: ", cases)
 }
 
 func TestStrings(t *testing.T) {

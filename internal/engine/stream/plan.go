@@ -17,8 +17,9 @@ type Layout struct {
 	StageTotal, StageParts       int // the element layout that Stage segments follow
 }
 
-// xsend and xrecv are a schedule's transfers in executable form; ring and
-// tree schedules both convert to them.
+// xsend and xrecv are a schedule's transfers in executable form: the
+// schedule's own, numbered within their link (step), with the opening
+// frames added.
 type xsend struct {
 	peer  int
 	from  ring.Ref
@@ -147,38 +148,9 @@ func (p *plan) opens(succ int) bool {
 	return true
 }
 
-// planRing converts a ring schedule: sends go to Next, recvs come from
-// Prev, each lane in list order.
-func planRing(s ring.Schedule) *plan {
-	p := &plan{local: s.Local}
-	for _, x := range s.Sends {
-		p.sends = append(p.sends, xsend{peer: s.Next, from: x.From, after: x.After})
-	}
-	for _, x := range s.Recvs {
-		i := len(p.recvs)
-		rv := xrecv{peer: s.Prev, kind: x.Kind, to: x.To, with: x.With, after: -1, afterSend: -1}
-		// A recv that overwrites a segment this rank sent earlier in the
-		// operation (AllReduce's gather phase overwrites segments the
-		// reduce phase sent) follows the last such send chunk by chunk.
-		// The data it receives already depends on that send through the
-		// ring, but only through the network; this makes the order local
-		// and explicit (and visible to the race detector). Only sends
-		// that depend on an earlier recv (or none) count: a later send of
-		// the segment forwards what this recv or a later one writes.
-		if x.To.Buf == ring.Dst || x.To.Buf == ring.Tmp {
-			for j, sd := range s.Sends {
-				if sd.From == x.To && sd.After < i {
-					rv.afterSend = j
-				}
-			}
-		}
-		p.recvs = append(p.recvs, rv)
-	}
-	return p
-}
-
-// planTree converts a tree schedule.
-func planTree(s tree.Schedule) *plan {
+// planOf takes a schedule (ring's format, which tree schedules share)
+// into executable form.
+func planOf(s ring.Schedule) *plan {
 	p := &plan{local: s.Local}
 	for _, x := range s.Sends {
 		p.sends = append(p.sends, xsend{peer: x.Peer, from: x.From, after: x.After})
@@ -213,20 +185,19 @@ func Has(op wire.Op, s engine.Schedule) bool {
 
 // schedule builds rank's part of op under schedule s.
 func schedule(op wire.Op, s engine.Schedule, world, rank, root int) *plan {
-	if s == engine.Ring {
-		return planRing(ringSchedule(op, world, rank, root))
-	}
 	switch {
+	case s == engine.Ring:
+		return planOf(ringSchedule(op, world, rank, root))
 	case s == engine.RecursiveDoubling && (op == wire.OpAllReduce || op == wire.OpBarrier):
-		return planTree(tree.RecursiveDoubling(world, rank))
+		return planOf(tree.RecursiveDoubling(world, rank))
 	case s == engine.DoubleBinaryTree && op == wire.OpAllReduce:
-		return planTree(tree.DoubleBinaryTree(world, rank))
+		return planOf(tree.DoubleBinaryTree(world, rank))
 	case s == engine.BinomialTree && op == wire.OpBroadcast:
-		return planTree(tree.BinomialBroadcast(world, rank, root))
+		return planOf(tree.BinomialBroadcast(world, rank, root))
 	case s == engine.BinomialTree && op == wire.OpReduce:
-		return planTree(tree.BinomialReduce(world, rank, root))
+		return planOf(tree.BinomialReduce(world, rank, root))
 	case s == engine.BinomialTree && op == wire.OpGather:
-		return planTree(tree.BinomialGather(world, rank, root))
+		return planOf(tree.BinomialGather(world, rank, root))
 	}
 	panic(fmt.Sprintf("stream: no %s schedule for %s", s, op))
 }
