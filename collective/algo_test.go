@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringo-ml/ringo/collective"
+	"github.com/ringo-ml/ringo/internal/launch"
 )
 
 func TestExplain(t *testing.T) {
@@ -50,7 +51,7 @@ func TestExplain(t *testing.T) {
 		t.Errorf("unknown op: %v", err)
 	}
 	// Calibrate again, as a collective call: figures stay agreed.
-	errs := runAll(comms, func(r int, c *collective.Communicator) error { return c.Calibrate(ctx) })
+	errs := launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error { return c.Calibrate(ctx) })
 	noErrors(t, "Calibrate", errs)
 	for r, c := range comms {
 		if c.Costs() != comms[0].Costs() {
@@ -69,7 +70,7 @@ func TestAlgorithmMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeAllComms(comms)
-	errs := runAll(comms, func(r int, c *collective.Communicator) error {
+	errs := launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
 		a := collective.Ring
 		if r == 2 {
 			a = collective.Tree
@@ -83,11 +84,5 @@ func TestAlgorithmMismatch(t *testing.T) {
 	}
 	if !strings.Contains(errs[0].Error(), "tree") {
 		t.Errorf("the error does not say which algorithms differed: %v", errs[0])
-	}
-}
-
-func closeAllComms(comms []*collective.Communicator) {
-	for _, c := range comms {
-		c.Close()
 	}
 }

@@ -10,43 +10,6 @@ import (
 	"time"
 )
 
-// asyncGroup starts world in-process ranks and closes them at the end.
-func asyncGroup(t testing.TB, world int) []*Communicator {
-	t.Helper()
-	comms, err := NewInProc(context.Background(), world, Config{Algorithm: Ring})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, c := range comms {
-			_ = c.Close()
-		}
-	})
-	return comms
-}
-
-// onEveryRank runs f on every rank concurrently and returns the errors by
-// rank.
-func onEveryRank(comms []*Communicator, f func(r int, c *Communicator) error) []error {
-	errs := make([]error, len(comms))
-	var wg sync.WaitGroup
-	for r, c := range comms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[r] = f(r, c)
-		}()
-	}
-	wg.Wait()
-	return errs
-}
-
-func asyncCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // rankBuffers are one rank's tensors for a sequence of operations whose
 // results depend on their order (several reuse a buffer).
 type rankBuffers struct {
@@ -187,15 +150,6 @@ func isDone(f *Work) bool {
 		return true
 	default:
 		return false
-	}
-}
-
-func noErr(t *testing.T, what string, errs []error) {
-	t.Helper()
-	for r, err := range errs {
-		if err != nil {
-			t.Fatalf("%s: rank %d: %v", what, r, err)
-		}
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,34 +13,11 @@ import (
 
 	"github.com/ringo-ml/ringo/collective"
 	"github.com/ringo-ml/ringo/internal/launch"
+	"github.com/ringo-ml/ringo/internal/race"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// runAll runs f on every rank concurrently and returns the errors by rank.
-func runAll(comms []*collective.Communicator, f func(r int, c *collective.Communicator) error) []error {
-	errs := make([]error, len(comms))
-	var wg sync.WaitGroup
-	for r, c := range comms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[r] = f(r, c)
-		}()
-	}
-	wg.Wait()
-	return errs
-}
-
-func noErrors(t *testing.T, what string, errs []error) {
-	t.Helper()
-	for r, err := range errs {
-		if err != nil {
-			t.Fatalf("%s: rank %d: %v", what, r, err)
-		}
-	}
 }
 
 type float interface{ float32 | float64 }
@@ -141,7 +117,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 		for r := range bufs {
 			bufs[r] = append([]T(nil), xs[r]...)
 		}
-		noErrors(t, name+" AllReduce "+op.String(), runAll(comms, func(r int, c *collective.Communicator) error {
+		noErrors(t, name+" AllReduce "+op.String(), launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
 			return c.AllReduce(ctx, bufs[r], op, opts...)
 		}))
 		for r := range bufs {
@@ -161,7 +137,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 		}
 		whole := serial(op, srcs)
 		dsts := make([][]T, n)
-		noErrors(t, name+" ReduceScatter "+op.String(), runAll(comms, func(r int, c *collective.Communicator) error {
+		noErrors(t, name+" ReduceScatter "+op.String(), launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
 			dsts[r] = make([]T, count)
 			return c.ReduceScatter(ctx, dsts[r], srcs[r], op, opts...)
 		}))
@@ -175,7 +151,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 		// Reduce to the last rank.
 		root := n - 1
 		var rdst []T
-		noErrors(t, name+" Reduce "+op.String(), runAll(comms, func(r int, c *collective.Communicator) error {
+		noErrors(t, name+" Reduce "+op.String(), launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
 			src := append([]T(nil), xs[r]...)
 			var dst []T
 			if r == root {
@@ -209,7 +185,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 			bufs[r] = input[T](r, count, 99)
 		}
 		want := append([]T(nil), bufs[root]...)
-		noErrors(t, fmt.Sprintf("%s Broadcast root %d", name, root), runAll(comms, func(r int, c *collective.Communicator) error {
+		noErrors(t, fmt.Sprintf("%s Broadcast root %d", name, root), launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
 			return c.Broadcast(ctx, bufs[r], root, opts...)
 		}))
 		for r := range bufs {
@@ -220,7 +196,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 			continue
 		}
 		var gathered []T
-		noErrors(t, fmt.Sprintf("%s Gather root %d", name, root), runAll(comms, func(r int, c *collective.Communicator) error {
+		noErrors(t, fmt.Sprintf("%s Gather root %d", name, root), launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
 			var dst []T
 			if r == root {
 				dst = make([]T, n*count)
@@ -234,7 +210,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 	}
 
 	all := make([][]T, n)
-	noErrors(t, name+" AllGather", runAll(comms, func(r int, c *collective.Communicator) error {
+	noErrors(t, name+" AllGather", launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
 		all[r] = make([]T, n*count)
 		return c.AllGather(ctx, all[r], input[T](r, count, 3), opts...)
 	}))
@@ -247,7 +223,7 @@ func checkAll[T float](t *testing.T, comms []*collective.Communicator, count int
 	if !full {
 		return
 	}
-	noErrors(t, name+" Barrier", runAll(comms, func(r int, c *collective.Communicator) error {
+	noErrors(t, name+" Barrier", launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
 		return c.Barrier(ctx, opts...)
 	}))
 }
@@ -265,7 +241,7 @@ func checkIdentical[T float](t *testing.T, comms []*collective.Communicator, cou
 			bufs[r][i] = T(rng.NormFloat64())
 		}
 	}
-	noErrors(t, "AllReduce random", runAll(comms, func(r int, c *collective.Communicator) error {
+	noErrors(t, "AllReduce random", launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
 		return c.AllReduce(ctx, bufs[r], collective.Sum)
 	}))
 	for r := 1; r < len(bufs); r++ {
@@ -288,7 +264,7 @@ func TestQUIC(t *testing.T) {
 	}
 	defer g.Close()
 	sizes := append([]int(nil), counts...)
-	if !raceEnabled { // .ci/run runs it without the detector, which slows QUIC tenfold
+	if !race.Enabled { // .ci/run runs it without the detector, which slows QUIC tenfold
 		sizes = append(sizes, bigCount)
 	}
 	for _, count := range sizes {
@@ -375,7 +351,7 @@ func TestTrees(t *testing.T) {
 
 func TestInProcLarge(t *testing.T) {
 	for n := 1; n <= 8; n++ {
-		if raceEnabled && n != 4 {
+		if race.Enabled && n != 4 {
 			continue
 		}
 		t.Run(fmt.Sprintf("world%d", n), func(t *testing.T) {
@@ -417,10 +393,10 @@ func TestShm(t *testing.T) {
 			// multi-window sizes run for one world, and 1<<20+7 not at
 			// all (.ci/run runs it without the detector).
 			sizes := append(append([]int(nil), counts...), 5000)
-			if !raceEnabled || n == 3 {
+			if !race.Enabled || n == 3 {
 				sizes = append(sizes, 70_001)
 			}
-			if !raceEnabled {
+			if !race.Enabled {
 				sizes = append(sizes, 1<<20+7)
 			}
 			for _, count := range sizes {

@@ -16,48 +16,6 @@ type starter func(ctx context.Context, n int, cfg collective.Config) (*launch.Gr
 
 var transports = map[string]starter{"inproc": launch.InProc, "quic": quicOnly, "shm": shmOnly, "tcp": tcpOnly, "tls": tlsOnly}
 
-// quicOnly starts a QUIC group whose data moves over QUIC although every
-// rank is on this host.
-func quicOnly(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
-	cfg.Transport = collective.TransportQUIC
-	return launch.QUIC(ctx, n, cfg)
-}
-
-// tcpOnly starts a group whose data moves over TCP.
-func tcpOnly(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
-	cfg.Transport = collective.TransportTCP
-	return launch.QUIC(ctx, n, cfg)
-}
-
-// tlsOnly starts a group whose data moves over TLS lanes.
-func tlsOnly(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
-	cfg.Transport = collective.TransportTLS
-	return launch.QUIC(ctx, n, cfg)
-}
-
-// tls2Only is tlsOnly with two lanes per link.
-func tls2Only(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
-	cfg.Channels = 2
-	return tlsOnly(ctx, n, cfg)
-}
-
-// shmOnly starts a QUIC group whose data moves through shared memory.
-func shmOnly(ctx context.Context, n int, cfg collective.Config) (*launch.Group, error) {
-	cfg.Transport = collective.TransportShm
-	return launch.QUIC(ctx, n, cfg)
-}
-
-// startGroup starts n ranks with start and closes them when the test ends.
-func startGroup(t *testing.T, ctx context.Context, start starter, n int, cfg collective.Config) *launch.Group {
-	t.Helper()
-	g, err := start(ctx, n, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
-	return g
-}
-
 func TestMismatch(t *testing.T) {
 	type call func(ctx context.Context, r int, c *collective.Communicator) error
 	allreduce := func(n int) call {
@@ -90,7 +48,7 @@ func TestMismatch(t *testing.T) {
 				opCtx, opCancel := context.WithTimeout(ctx, 10*time.Second)
 				defer opCancel()
 				t0 := time.Now()
-				errs := runAll(g.Comms, func(r int, c *collective.Communicator) error {
+				errs := launch.OnEveryRank(g.Comms, func(r int, c *collective.Communicator) error {
 					if r == 3 {
 						return tc.odd(opCtx, r, c)
 					}
@@ -144,7 +102,7 @@ func TestCloseMidOp(t *testing.T) {
 				closedAt := make(chan time.Time, 1)
 				closed := make(chan struct{})
 				var ended [4]time.Time
-				errs := runAll(g.Comms, func(r int, c *collective.Communicator) error {
+				errs := launch.OnEveryRank(g.Comms, func(r int, c *collective.Communicator) error {
 					if r == 3 {
 						if inFlight {
 							// Rank 3's AllReduce cannot finish: rank 2 joins
@@ -212,7 +170,7 @@ func TestDeathMidOp(t *testing.T) {
 	opCtx, opCancel := context.WithTimeout(ctx, 2*time.Second)
 	defer opCancel()
 	t0 := time.Now()
-	errs := runAll(g.Comms, func(r int, c *collective.Communicator) error {
+	errs := launch.OnEveryRank(g.Comms, func(r int, c *collective.Communicator) error {
 		if r == 3 {
 			time.Sleep(100 * time.Millisecond)
 			g.Kill(3)
@@ -303,7 +261,7 @@ func TestMismatchAllWaiting(t *testing.T) {
 					opCtx, opCancel := context.WithTimeout(ctx, 10*time.Second)
 					defer opCancel()
 					t0 := time.Now()
-					errs := runAll(g.Comms, func(r int, c *collective.Communicator) error { return tc.calls(r)(opCtx, c) })
+					errs := launch.OnEveryRank(g.Comms, func(r int, c *collective.Communicator) error { return tc.calls(r)(opCtx, c) })
 					if d := time.Since(t0); d > 5*time.Second {
 						t.Errorf("took %v to fail", d)
 					}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ringo-ml/ringo/collective"
+	"github.com/ringo-ml/ringo/internal/launch"
 )
 
 // TestInvalidArguments: misuse gives ErrInvalid naming what was wrong,
@@ -50,7 +51,7 @@ func TestInvalidArguments(t *testing.T) {
 		}
 	}
 	// Nothing was sent: the pair still works.
-	errs := runAll(comms, func(r int, c *collective.Communicator) error {
+	errs := launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
 		return c.AllReduce(ctx, []float64{float64(r)}, collective.Sum)
 	})
 	noErrors(t, "after invalid calls", errs)

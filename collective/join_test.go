@@ -3,9 +3,7 @@ package collective_test
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -14,34 +12,12 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/ringo-ml/ringo/collective"
+	"github.com/ringo-ml/ringo/internal/launch"
 	"github.com/ringo-ml/ringo/internal/netem"
 	"github.com/ringo-ml/ringo/internal/pki"
 	"github.com/ringo-ml/ringo/internal/transport"
 	"github.com/ringo-ml/ringo/rendezvous"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func testKey(t *testing.T) []byte {
-	t.Helper()
-	s, err := rendezvous.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 // joinAll starts n workers that know only the first one's gossip address,
 // the group, the sizes and the key, and returns their communicators.
@@ -110,7 +86,7 @@ func TestJoin(t *testing.T) {
 		seen[c.Rank()] = true
 	}
 	bufs := make([][]float32, 4)
-	errs := runAll(comms, func(i int, c *collective.Communicator) error {
+	errs := launch.OnEveryRank(comms, func(i int, c *collective.Communicator) error {
 		bufs[i] = []float32{float32(c.Rank() + 1), 2}
 		return c.AllReduce(ctx, bufs[i], collective.Sum)
 	})
@@ -143,7 +119,7 @@ func joinReform(t *testing.T, tr collective.Transport) {
 	if err := gone.Close(); err != nil {
 		t.Fatal(err)
 	}
-	errs := runAll(survivors, func(i int, c *collective.Communicator) error {
+	errs := launch.OnEveryRank(survivors, func(i int, c *collective.Communicator) error {
 		return c.AllReduce(ctx, make([]float32, 8), collective.Sum)
 	})
 	lost := 0
@@ -158,7 +134,7 @@ func joinReform(t *testing.T, tr collective.Transport) {
 		t.Fatal("no survivor noticed the worker that left")
 	}
 	next := make([]*collective.Communicator, 3)
-	errs = runAll(survivors, func(i int, c *collective.Communicator) error {
+	errs = launch.OnEveryRank(survivors, func(i int, c *collective.Communicator) error {
 		var err error
 		next[i], err = c.Rejoin(ctx)
 		return err
@@ -174,7 +150,7 @@ func joinReform(t *testing.T, tr collective.Transport) {
 		}
 	}
 	bufs := make([][]float64, 3)
-	errs = runAll(next, func(i int, c *collective.Communicator) error {
+	errs = launch.OnEveryRank(next, func(i int, c *collective.Communicator) error {
 		bufs[i] = []float64{1}
 		return c.AllReduce(ctx, bufs[i], collective.Sum)
 	})
@@ -196,27 +172,12 @@ func TestJoinNeedsKeyOffLoopback(t *testing.T) {
 	}
 }
 
-// freeUDPAddrs returns n loopback UDP addresses whose ports are free now.
-func freeUDPAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var addrs []string
-	for range n {
-		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, c.LocalAddr().String())
-		defer c.Close()
-	}
-	return addrs
-}
-
 // allReduceExact runs an AllReduce of each rank's (rank+1) on every
 // communicator and checks the sum.
 func allReduceExact(t *testing.T, ctx context.Context, comms []*collective.Communicator) {
 	t.Helper()
 	bufs := make([][]float64, len(comms))
-	errs := runAll(comms, func(i int, c *collective.Communicator) error {
+	errs := launch.OnEveryRank(comms, func(i int, c *collective.Communicator) error {
 		bufs[i] = []float64{float64(c.Rank() + 1), 1}
 		return c.AllReduce(ctx, bufs[i], collective.Sum)
 	})
@@ -369,7 +330,7 @@ func TestJoinReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 	survivors := comms[:2]
-	errs := runAll(survivors, func(i int, c *collective.Communicator) error {
+	errs := launch.OnEveryRank(survivors, func(i int, c *collective.Communicator) error {
 		return c.AllReduce(ctx, make([]float32, 8), collective.Sum)
 	})
 	for _, err := range errs {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/netem"
+	"github.com/ringo-ml/ringo/internal/race"
 )
 
 // betweenHosts configures ranks as if each were on a host of its own:
@@ -393,7 +394,7 @@ func TestTamperedLane(t *testing.T) {
 // TestZeroAllocsTLS: an AllReduce of 1 MiB over TLS lanes allocates
 // nothing once warm.
 func TestZeroAllocsTLS(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector allocates on its own")
 	}
 	comms := pinnedGroup(t, 2, TransportTLS)

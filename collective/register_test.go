@@ -11,11 +11,6 @@ import (
 	"github.com/ringo-ml/ringo/internal/engine/shmem"
 )
 
-// allRanks runs f on every rank at once and joins the errors.
-func allRanks(comms []*Communicator, f func(r int, c *Communicator) error) error {
-	return errors.Join(onEveryRank(comms, f)...)
-}
-
 // regInput is rank r's element i: values whose float32 sums round, so
 // that the order of the additions shows in the bits.
 func regInput(r, i int) float64 { return float64((i*7+r*13)%1000)/3 + float64(r)*1e-3 }

@@ -115,7 +115,7 @@ func TestHangReportNamesTheStalledRank(t *testing.T) {
 	defer opCancel()
 	t0 := time.Now()
 	var ended [4]time.Time
-	errs := runAll(g.Comms, func(r int, c *collective.Communicator) error {
+	errs := launch.OnEveryRank(g.Comms, func(r int, c *collective.Communicator) error {
 		if r == 2 {
 			g.Kill(2)
 			return nil
@@ -165,7 +165,7 @@ func TestSlowRankIsNotAborted(t *testing.T) {
 	opCtx, opCancel := context.WithTimeout(ctx, deadline)
 	defer opCancel()
 	bufs := [3][]float64{}
-	errs := runAll(g.Comms, func(r int, c *collective.Communicator) error {
+	errs := launch.OnEveryRank(g.Comms, func(r int, c *collective.Communicator) error {
 		bufs[r] = make([]float64, 4096)
 		for i := range bufs[r] {
 			bufs[r][i] = float64(i * (r + 1))

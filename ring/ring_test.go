@@ -8,6 +8,7 @@ import (
 	"testing"
 	"testing/quick"
 
+	"github.com/ringo-ml/ringo/internal/race"
 	"github.com/ringo-ml/ringo/internal/schedtest"
 )
 
@@ -447,7 +448,7 @@ func simPlan(op *opSpec, world int) (roots []int, cfgs func(root int) []simConfi
 		}
 	}
 	roots = []int{0}
-	if op.rooted && !raceEnabled {
+	if op.rooted && !race.Enabled {
 		roots = make([]int, world)
 		for i := range roots {
 			roots[i] = i
@@ -456,7 +457,7 @@ func simPlan(op *opSpec, world int) (roots []int, cfgs func(root int) []simConfi
 		roots = slices.Sorted(maps.Keys(simulated))
 	}
 	return roots, func(root int) []simConfig {
-		if !simulated[root] || (raceEnabled && world > raceWorld && !raceSizes[world]) {
+		if !simulated[root] || (race.Enabled && world > raceWorld && !raceSizes[world]) {
 			return nil
 		}
 		chunks := 1
@@ -472,7 +473,7 @@ func simPlan(op *opSpec, world int) (roots []int, cfgs func(root int) []simConfi
 // the root, its neighbours (the chains' ends and the ack receivers) and a
 // middle rank keep the cost of checking every root of every world quadratic.
 func rotRanks(world, root int) []int {
-	if world <= 16 || !raceEnabled {
+	if world <= 16 || !race.Enabled {
 		rs := make([]int, world)
 		for i := range rs {
 			rs[i] = i

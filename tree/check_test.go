@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ringo-ml/ringo/internal/race"
 	"github.com/ringo-ml/ringo/ring"
 )
 
@@ -166,7 +167,7 @@ func TestLatency(t *testing.T) {
 	doc.WriteString("\n")
 	full := doc.String()
 	for world := 2; world <= maxWorld; world++ {
-		if raceEnabled && !slices.Contains(latencyWorlds, world) {
+		if race.Enabled && !slices.Contains(latencyWorlds, world) {
 			continue // the table's rows suffice
 		}
 		row := fmt.Sprintf("//\t%5d", world)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ringo-ml/ringo/internal/race"
 	"github.com/ringo-ml/ringo/internal/schedtest"
 	"github.com/ringo-ml/ringo/ring"
 )
@@ -185,10 +186,10 @@ func simPlan(op *opSpec, world int) (roots []int, cfgs func(root int) []simConfi
 		}
 	}
 	exhaustive := smallWorld
-	if raceEnabled {
+	if race.Enabled {
 		exhaustive = raceSmallWorld
 	}
-	if world <= exhaustive || !op.op.Rooted() && !raceEnabled {
+	if world <= exhaustive || !op.op.Rooted() && !race.Enabled {
 		return roots, func(int) []simConfig { return configs }
 	}
 	one := func(root int) []simConfig {
@@ -203,7 +204,7 @@ func simPlan(op *opSpec, world int) (roots []int, cfgs func(root int) []simConfi
 		return roots, two
 	}
 	sampled := map[int]bool{0: true, world - 1: true, world * 5 / 7: true}
-	if raceEnabled {
+	if race.Enabled {
 		return slices.Sorted(maps.Keys(sampled)), one
 	}
 	return roots, func(root int) []simConfig {
@@ -219,7 +220,7 @@ func simPlan(op *opSpec, world int) (roots []int, cfgs func(root int) []simConfi
 // the root, the ranks next to it and a middle rank keep the cost of checking
 // every root of every world low.
 func rotRanks(world, root int) []int {
-	if world <= 16 || !raceEnabled {
+	if world <= 16 || !race.Enabled {
 		rs := make([]int, world)
 		for i := range rs {
 			rs[i] = i
@@ -631,7 +632,7 @@ func TestStrings(t *testing.T) {
 func TestRendezvous(t *testing.T) {
 	for _, op := range ops {
 		for world := 1; world <= maxWorld; world++ {
-			if world > smallWorld && (raceEnabled && world < maxWorld-1 || world%8 != 0 && world%8 != 1 && world != maxWorld-1) {
+			if world > smallWorld && (race.Enabled && world < maxWorld-1 || world%8 != 0 && world%8 != 1 && world != maxWorld-1) {
 				continue
 			}
 			root := world * 5 / 7

@@ -118,3 +118,15 @@ func (g *Group) Kill(r int) {
 		g.conns[r].Close()
 	}
 }
+
+// OnEveryRank runs f on every rank concurrently, as the ranks of separate
+// processes would run, and returns the errors by rank.
+func OnEveryRank(comms []*collective.Communicator, f func(r int, c *collective.Communicator) error) []error {
+	errs := make([]error, len(comms))
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		wg.Go(func() { errs[r] = f(r, c) })
+	}
+	wg.Wait()
+	return errs
+}

@@ -9,7 +9,7 @@ package layers
 
 // Layers lists the module's packages from the floor up.
 var Layers = []Layer{
-	{"schedules, kernels", []string{"ring", "tree", "internal/reduce", "internal/turns", "internal/schedtest"}},
+	{"schedules, kernels", []string{"ring", "tree", "internal/reduce", "internal/turns", "internal/schedtest", "internal/race"}},
 	{"wire, system", []string{"internal/wire/fb", "internal/wire", "internal/shm", "internal/pki", "internal/netem"}},
 	{"transports, gossip", []string{"internal/transport", "rendezvous"}},
 	{"engine contract", []string{"internal/engine"}},

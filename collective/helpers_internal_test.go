@@ -10,75 +10,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringo-ml/ringo/internal/engine/stream"
 	"github.com/ringo-ml/ringo/internal/pki"
-	"github.com/ringo-ml/ringo/internal/wire"
 )
 
-// TestRecursiveDoublingBigChunks runs recursive doubling with chunks larger
-// than the in-process links buffer (4 MiB): both partners of an exchange
-// send at once, so a receiver must take a chunk in before it waits for its
-// own send to finish, or both would wait forever.
-func TestRecursiveDoublingBigChunks(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, world := range []int{2, 3, 4} {
-		comms, err := NewInProc(ctx, world, Config{ChunkBytes: 16 << 20, Algorithm: Tree})
-		if err != nil {
-			t.Fatal(err)
-		}
-		const n = 3 << 20 // 12 MiB of float32
-		bufs := make([][]float32, world)
-		var wg sync.WaitGroup
-		errs := make([]error, world)
-		for r, c := range comms {
-			c.pathCosts[stream.QUIC] = Costs{Alpha: time.Second, Beta: 1e-12, Gamma: 1e-12} // latency-bound: recursive doubling
-			if ch, _, _ := c.choose(wire.OpAllReduce, Auto, TransportAuto, 4*n, 0); ch.Schedule != ScheduleRecursiveDoubling {
-				t.Fatalf("the model chose %s", ch.Schedule)
-			}
-			bufs[r] = make([]float32, n)
-			for i := range bufs[r] {
-				bufs[r][i] = float32(r + 1)
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[r] = c.AllReduce(ctx, bufs[r], Sum)
-			}()
-		}
-		wg.Wait()
-		want := float32(world * (world + 1) / 2)
-		for r := range comms {
-			if errs[r] != nil {
-				t.Fatalf("world %d rank %d: %v", world, r, errs[r])
-			}
-			if bufs[r][0] != want || bufs[r][n-1] != want {
-				t.Fatalf("world %d rank %d: got %v, want %v", world, r, bufs[r][0], want)
-			}
-		}
-		for _, c := range comms {
-			c.Close()
-		}
+// The helpers of this package's internal tests. (The external tests use
+// internal/launch, which this package's own tests cannot import: launch
+// imports collective.)
+
+// onEveryRank runs f on every rank concurrently and returns the errors by
+// rank.
+func onEveryRank(comms []*Communicator, f func(r int, c *Communicator) error) []error {
+	errs := make([]error, len(comms))
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		wg.Go(func() { errs[r] = f(r, c) })
 	}
+	wg.Wait()
+	return errs
 }
 
-// TestZeroAllocs: an in-process AllReduce allocates nothing once warm, on
-// any rank's goroutines (the counter is process-wide).
-func TestZeroAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector allocates on its own")
-	}
-	ctx := context.Background()
-	comms, err := NewInProc(ctx, 2, Config{ChunkBytes: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, c := range comms {
-			c.Close()
-		}
-	}()
-	expectNoAllocs(t, comms, 100_000, 20)
+// allRanks runs f on every rank at once and joins the errors.
+func allRanks(comms []*Communicator, f func(r int, c *Communicator) error) error {
+	return errors.Join(onEveryRank(comms, f)...)
 }
 
 // pinnedGroup starts n ranks over QUIC on loopback with pinned ephemeral
@@ -144,29 +97,33 @@ func pinnedGroupWith(t *testing.T, n int, place func(members []Member, conns []*
 	return comms
 }
 
-// TestZeroAllocsShm: on shared memory, an AllReduce of several windows
-// allocates nothing once warm.
-func TestZeroAllocsShm(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector allocates on its own")
+// asyncGroup starts world in-process ranks and closes them at the end.
+func asyncGroup(t testing.TB, world int) []*Communicator {
+	t.Helper()
+	comms, err := NewInProc(context.Background(), world, Config{Algorithm: Ring})
+	if err != nil {
+		t.Fatal(err)
 	}
-	comms := pinnedGroup(t, 2, TransportShm)
-	if comms[0].shm == nil {
-		t.Fatal("not on shared memory")
-	}
-	expectNoAllocs(t, comms, 1<<20, 1000)
-	// Registered buffers: the zero-copy path allocates nothing either.
-	bufs := make([][]float32, 2)
-	for r, c := range comms {
-		var err error
-		if bufs[r], err = c.AllocFloat32(1 << 20); err != nil {
-			t.Fatal(err)
+	t.Cleanup(func() {
+		for _, c := range comms {
+			_ = c.Close()
 		}
-	}
-	before := comms[0].shm.ZeroCopies()
-	expectNoAllocsOn(t, comms, bufs, 200)
-	if comms[0].shm.ZeroCopies() == before {
-		t.Error("the registered buffers did not take the zero-copy path")
+	})
+	return comms
+}
+
+func asyncCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func noErr(t *testing.T, what string, errs []error) {
+	t.Helper()
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("%s: rank %d: %v", what, r, err)
+		}
 	}
 }
 

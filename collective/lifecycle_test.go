@@ -26,7 +26,7 @@ func TestLateNeighbourAfterBye(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer g.Close()
-				errs := runAll(g.Comms, func(r int, c *collective.Communicator) error {
+				errs := launch.OnEveryRank(g.Comms, func(r int, c *collective.Communicator) error {
 					if r == 1 {
 						time.Sleep(150 * time.Millisecond) // late, on purpose
 					}
