@@ -73,5 +73,15 @@
 //
 // Operations on one communicator run one at a time, in call order. All
 // methods are safe for concurrent use, but concurrent callers get an
-// arbitrary order, which the other ranks will not match.
+// arbitrary order, which the other ranks will not match. AllReduceAsync
+// and its siblings queue an operation and return a Work to wait for, so
+// that a training loop overlaps communication with its computation.
+//
+// # Where things live
+//
+// This package is the API and its decisions: arguments, numbering,
+// the choice of schedule and data path, and what a failure means. The
+// mechanisms have rooms of their own under internal/ (the shared-memory
+// engine, the frame engine over links, the transports, the cost model,
+// gossip membership); docs/architecture.md draws them.
 package collective
