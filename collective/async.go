@@ -102,12 +102,17 @@ func (c *Communicator) abandoned(desc string, cause error) {
 // asyncTurn is where a blocking call waits, before it takes the
 // communicator, for the asynchronous operations issued before it.
 func (c *Communicator) asyncTurn(ctx context.Context, h *wire.Header) (leave func(), err error) {
+	if !c.queue.Busy(ctx) {
+		return noTurn, nil
+	}
 	leave, err = c.queue.Turn(ctx, engine.Describe(h))
 	if err != nil {
 		return nil, &OpError{Rank: c.rank, Call: engine.Describe(h), Err: err}
 	}
 	return leave, nil
 }
+
+func noTurn() {}
 
 // enqueue queues an asynchronous operation and returns its Work.
 func (c *Communicator) enqueue(ctx context.Context, name string, op func(context.Context) error) *Work {

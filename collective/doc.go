@@ -68,8 +68,7 @@
 //
 // Ranks that share a host should share its cores: run each rank's process
 // with GOMAXPROCS set to the host's cores divided by its ranks, as MPI
-// launchers bind ranks to cores (with four ranks on two cores this halved
-// a 4 KiB AllReduce's time over shared memory; docs/tuning.md).
+// launchers bind ranks to cores (docs/tuning.md has the figures).
 //
 // Operations on one communicator run one at a time, in call order. All
 // methods are safe for concurrent use, but concurrent callers get an

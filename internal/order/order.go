@@ -140,6 +140,15 @@ func (q *Queue) Go(ctx context.Context, desc string, op func(context.Context) er
 	return true
 }
 
+// Busy reports whether a blocking call issued now must take a Turn:
+// operations are queued and the caller is not the queue's goroutine. It
+// lets callers skip naming the call (which allocates) on the fast path.
+func (q *Queue) Busy(ctx context.Context) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pending > 0 && !q.closed && ctx.Value(executorKey{}) == nil
+}
+
 // Turn is where a blocking call named desc waits, before it runs, for the
 // asynchronous operations issued before it. It returns the function that
 // ends its turn, or the context's error (wrapped) when ctx ends first.

@@ -20,6 +20,9 @@ func TestIssueOrder(t *testing.T) {
 	var mu sync.Mutex
 	var ran []int
 	q := New(func(string, error) { t.Error("nothing was abandoned") })
+	if q.Busy(ctx) {
+		t.Fatal("an empty queue is busy")
+	}
 	gate := make(chan struct{})
 	results := make(chan error, 3)
 	for i := range 3 {
@@ -35,6 +38,9 @@ func TestIssueOrder(t *testing.T) {
 		if !ok {
 			t.Fatal("Go on an open queue refused")
 		}
+	}
+	if !q.Busy(ctx) {
+		t.Fatal("a queue with pending operations is not busy")
 	}
 	turned := make(chan struct{})
 	go func() {
