@@ -372,7 +372,7 @@ func (w *worker) runStep(ctx context.Context) error {
 	return nil
 }
 
-// waitAll waits until every future has completed (their buffers are free
+// waitAll waits until every Work has completed (their buffers are free
 // again) and returns the first failure.
 func waitAll(ctx context.Context, works []*collective.Work) error {
 	return collective.WaitAll(ctx, works...)
