@@ -122,16 +122,16 @@ func (r *run) wait(j int, target uint32) error {
 			goruntime.Gosched()
 			time.Sleep(localNap)
 		default:
-			if err := r.sleep(j, target, v, &lastProbe); err != nil {
+			if err := r.sleep(j, target, &lastProbe); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// sleep sleeps on peer j's counter (last seen at v) for a while, probing
-// every so often that the peer still lives.
-func (r *run) sleep(j int, target, v uint32, lastProbe *time.Time) error {
+// sleep sleeps on peer j's counter for a while, probing every so often
+// that the peer still lives.
+func (r *run) sleep(j int, target uint32, lastProbe *time.Time) error {
 	g := r.g
 	ctr := g.ctr[j]
 	now := time.Now()
@@ -144,7 +144,7 @@ func (r *run) sleep(j int, target, v uint32, lastProbe *time.Time) error {
 		}
 	}
 	atomic.AddUint32(g.waiters[j], 1)
-	if v = atomic.LoadUint32(ctr); !reached(v, target) {
+	if v := atomic.LoadUint32(ctr); !reached(v, target) {
 		shm.Wait(ctr, v, sleepMax)
 	}
 	atomic.AddUint32(g.waiters[j], ^uint32(0))

@@ -303,12 +303,6 @@ func (o *Op) failLocked(err error) {
 	o.wakeAll()
 }
 
-func (o *Op) firstErr() error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.err
-}
-
 // errStopped ends a lane whose operation failed elsewhere.
 var errStopped = errors.New("stopped")
 
