@@ -18,6 +18,9 @@ import (
 // maxWorkers bounds -workers and -sizes.
 const maxWorkers = 64
 
+// modes are the training architectures, in the course's order.
+var modes = []string{"allreduce", "ps", "average", "downpour", "hogwild"}
+
 // config is the command line.
 type config struct {
 	// The model, the data and the arithmetic: identical on every worker.
@@ -33,6 +36,12 @@ type config struct {
 	testN       int
 	bucketBytes int
 	overlap     bool // start a bucket's collective while backpropagation goes on
+	syncEvery   int  // average: steps between model averages (0: once, at the end)
+	pushEvery   int  // downpour: steps between gradient pushes
+	fetchEvery  int  // downpour: steps between parameter fetches
+	servers     int  // downpour: parameter-server shards
+	compare     bool // run all five modes and compare them
+	rank        int  // downpour worker: its rank, from the launcher
 
 	// Running it.
 	workers   int
@@ -62,6 +71,10 @@ type config struct {
 // elastic reports whether the group survives the loss of workers: it
 // needs checkpoints to restore from.
 func (c *config) elastic() bool { return c.ckptDir != "" }
+
+// exact reports whether the mode computes what one worker would (the
+// synchronous ones), to the order of float64 additions.
+func (c *config) exact() bool { return c.mode == "allreduce" || c.mode == "ps" }
 
 // stepsPerEpoch is how many global batches an epoch has (a last partial
 // batch is dropped).
@@ -104,7 +117,13 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	}
 	var bucket, sizes, kill string
 	var seed int64
-	fs.StringVar(&c.mode, "mode", "allreduce", "allreduce (replicas average gradients with AllReduce) or ps (a parameter server holds the weights)")
+	fs.StringVar(&c.mode, "mode", "allreduce", "allreduce (replicas average gradients with AllReduce every step), ps (a synchronous parameter server), average (parallelized SGD: local training, models averaged every -sync-every steps), downpour (asynchronous parameter server) or hogwild (lock-free updates of one shared vector)")
+	fs.IntVar(&c.syncEvery, "sync-every", 0, "with -mode average: steps between averages of the models (local SGD); 0: once, at the end (Zinkevich et al.)")
+	fs.IntVar(&c.pushEvery, "push-every", 1, "with -mode downpour: steps whose gradients a worker accumulates before it pushes them")
+	fs.IntVar(&c.fetchEvery, "fetch-every", 1, "with -mode downpour: steps between a worker's fetches of the parameters")
+	fs.IntVar(&c.servers, "servers", 1, "with -mode downpour: parameter-server actors the parameters are sharded over")
+	fs.BoolVar(&c.compare, "compare", false, "run all five modes on the same data and seed for each worker count in -sizes, print the comparison and, with -plot, plot accuracy against time and the speedups")
+	fs.IntVar(&c.rank, "rank", -1, "a downpour worker's rank (set by the launcher)")
 	fs.StringVar(&c.model, "model", "mlp", "logreg or mlp")
 	fs.IntVar(&c.hidden, "hidden", 128, "hidden units of the mlp")
 	fs.IntVar(&c.epochs, "epochs", 5, "passes over the training set")
@@ -158,8 +177,18 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	}
 	c.seed = uint64(seed)
 	switch {
-	case c.mode != "allreduce" && c.mode != "ps":
-		return nil, usagef("flag -mode is allreduce or ps, not %q", c.mode)
+	case !slices.Contains(modes, c.mode):
+		return nil, usagef("flag -mode is one of %s, not %q", strings.Join(modes, ", "), c.mode)
+	case c.syncEvery < 0:
+		return nil, usagef("flag -sync-every must be >= 0, not %d", c.syncEvery)
+	case c.pushEvery < 1 || c.fetchEvery < 1:
+		return nil, usagef("flags -push-every and -fetch-every must be at least 1")
+	case c.servers < 1 || c.servers > 64:
+		return nil, usagef("flag -servers must be in [1, 64], not %d", c.servers)
+	case c.ckptDir != "" && c.mode != "allreduce" && c.mode != "ps":
+		return nil, usagef("flag -checkpoint is for the synchronous modes (allreduce, ps); -mode %s keeps no checkpoint", c.mode)
+	case c.compare && c.ckptDir != "":
+		return nil, usagef("flag -compare runs fresh groups: it cannot take -checkpoint")
 	case c.model != "logreg" && c.model != "mlp":
 		return nil, usagef("flag -model is logreg or mlp, not %q", c.model)
 	case c.hidden < 1 || c.hidden > 1<<16:
@@ -199,7 +228,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 			return nil, usagef("flag -kill: %v", err)
 		}
 		switch {
-		case c.ckptDir == "":
+		case c.ckptDir == "" && c.mode != "downpour":
 			return nil, usagef("flag -kill needs -checkpoint DIR: without checkpoints the others cannot recover")
 		case c.workers < 2:
 			return nil, usagef("flag -kill needs -workers 2 or more: someone has to survive")

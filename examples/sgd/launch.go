@@ -48,7 +48,7 @@ func runLauncher(ctx context.Context, cfg *config, stdout, stderr io.Writer) int
 			break
 		}
 	}
-	sc := analyse(runs, cfg.tol)
+	sc := analyse(runs, cfg.tol, cfg.exact())
 	sc.print(stdout, cfg)
 	if !sc.Matches {
 		fmt.Fprintf(stdout, "FAIL: a run's loss differs from the 1-worker run's by more than -tol %g\n", cfg.tol)

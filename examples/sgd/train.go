@@ -62,6 +62,17 @@ type record struct {
 	// can never exceed it.
 	SpanS    float64 `json:"span_s,omitempty"`
 	Restores int     `json:"restores,omitempty"` // checkpoints restored after losses (done)
+	// MovedMB is what a worker sent and received for training so far
+	// (mean over workers, MB), as the ring moves it; WallS the time since
+	// training began on rank 0.
+	MovedMB float64 `json:"moved_mb,omitempty"`
+	WallS   float64 `json:"wall_s,omitempty"`
+	// Staleness of the gradients the server applied (downpour): the
+	// median and largest number of server updates between a gradient's
+	// parameters and its application.
+	StaleMed float64 `json:"stale_med,omitempty"`
+	StaleMax float64 `json:"stale_max,omitempty"`
+	Lost     []int   `json:"lost,omitempty"` // downpour: workers that died
 }
 
 // worker is the actor that owns one replica: the model's weights, this
@@ -90,7 +101,10 @@ type worker struct {
 	yb        []int
 	restores  int
 	killArmed bool
-	started   bool // reported the start record
+	started   bool    // reported the start record
+	moved     float64   // bytes this rank has sent and received for training (not for evaluation)
+	began     time.Time // when training began here
+	hog       *sharedParams // -mode hogwild: the vector every worker updates
 
 	// Times of the current epoch's steps on this rank.
 	nSteps                 int
@@ -232,6 +246,14 @@ func (w *worker) sync(ctx context.Context) error {
 		}
 		w.ps = a
 	}
+	if cfg.mode == "hogwild" {
+		if err := w.setupHogwild(ctx); err != nil {
+			return err
+		}
+	}
+	if w.began.IsZero() {
+		w.began = time.Now()
+	}
 	w.resetTimes()
 	return nil
 }
@@ -288,19 +310,57 @@ func (w *worker) startRecord() record {
 // collective has succeeded; if any fails the step is discarded whole and
 // the error returned (the group then re-forms and restores a checkpoint).
 func (w *worker) runStep(ctx context.Context) error {
-	cfg, comm := w.cfg, w.comm
-	t0 := time.Now()
-	s := w.step
+	switch w.cfg.mode {
+	case "average":
+		return w.localStep(ctx)
+	case "hogwild":
+		return w.hogwildStep(ctx)
+	}
+	return w.syncStep(ctx)
+}
+
+// batchShare is this rank's share of step s's global batch: the same
+// examples whatever the mode, so that every mode sees the same data.
+func (w *worker) batchShare(s, size, rank int) (xb []float64, yb []int) {
+	cfg := w.cfg
 	spe := cfg.stepsPerEpoch()
 	perm := w.permutation(s / spe)
 	batch := perm[(s%spe)*cfg.batch : (s%spe+1)*cfg.batch]
-	lo, hi := share(cfg.batch, comm.Size(), comm.Rank())
+	lo, hi := share(cfg.batch, size, rank)
 	rows := hi - lo
 	if cap(w.yb) < rows {
 		w.xb, w.yb = make([]float64, rows*w.train.Dim), make([]int, rows)
 	}
-	xb, yb := w.xb[:rows*w.train.Dim], w.yb[:rows]
+	xb, yb = w.xb[:rows*w.train.Dim], w.yb[:rows]
 	w.train.gather(batch[lo:hi], xb, yb)
+	return xb, yb
+}
+
+// timeStep counts a step that began at t0, computed until t1 and spent
+// apply in its update.
+func (w *worker) timeStep(t0, t1 time.Time, apply time.Duration) {
+	w.step++
+	end := time.Now()
+	if w.nSteps == 0 {
+		w.first = t0
+	}
+	w.last = end
+	w.nSteps++
+	w.wall += end.Sub(t0)
+	w.compute += t1.Sub(t0) + apply
+	w.waiting += end.Sub(t0) - t1.Sub(t0) - apply
+}
+
+// ringBytes is what one rank moves (sends and receives) in an AllReduce
+// of n bytes over size ranks on the ring: 2(size-1)/size × n each way.
+func ringBytes(n, size int) float64 { return 4 * float64(size-1) / float64(size) * float64(n) }
+
+// syncStep is a step of the synchronous modes (allreduce, ps).
+func (w *worker) syncStep(ctx context.Context) error {
+	cfg, comm := w.cfg, w.comm
+	t0 := time.Now()
+	s := w.step
+	xb, yb := w.batchShare(s, comm.Size(), comm.Rank())
 
 	// allreduce: each rank contributes size/B × its gradient sum, and
 	// AllReduce(Avg) divides by size: the mean over the global batch. ps:
@@ -359,16 +419,49 @@ func (w *worker) runStep(ctx context.Context) error {
 		sgdUpdate(w.params, w.velocity, w.grad, cfg.lr, cfg.momentum)
 		applyTime = time.Since(ta)
 	}
-	w.step++
-	end := time.Now()
-	if w.nSteps == 0 {
-		w.first = t0
+	// Both modes move about the gradient's bytes around the ring twice
+	// (ps: a Reduce to rank 0, then a Broadcast of the weights).
+	w.moved += ringBytes(8*len(w.grad), comm.Size())
+	w.timeStep(t0, t1, applyTime)
+	return nil
+}
+
+// localStep is a step of parallelized SGD (-mode average): this rank
+// trains its own model on its share of the global batch, with no
+// communication, and every -sync-every steps (with 0, after the last
+// step only) the models and their velocities are averaged with one
+// AllReduce(Avg) each. The averages are exact and the same on every
+// rank, so a run is deterministic. Each worker's step is the mean
+// gradient of its share, at the full learning rate: averaging n models
+// that each moved by η·g_r moves the average by η·mean(g_r), the
+// synchronous step, at every average.
+func (w *worker) localStep(ctx context.Context) error {
+	cfg, comm := w.cfg, w.comm
+	t0 := time.Now()
+	xb, yb := w.batchShare(w.step, comm.Size(), comm.Rank())
+	w.model.gradient(w.params, w.grad, xb, yb, 1/float64(len(yb)), noReady)
+	sgdUpdate(w.params, w.velocity, w.grad, cfg.lr, cfg.momentum)
+	t1 := time.Now()
+	last := w.step+1 == cfg.totalSteps()
+	if (cfg.syncEvery > 0 && (w.step+1)%cfg.syncEvery == 0) || last {
+		if err := w.averageModels(ctx); err != nil {
+			return fmt.Errorf("step %d: averaging the models: %w", w.step, err)
+		}
 	}
-	w.last = end
-	w.nSteps++
-	w.wall += end.Sub(t0)
-	w.compute += t1.Sub(t0) + applyTime
-	w.waiting += end.Sub(t0) - t1.Sub(t0) - applyTime
+	w.timeStep(t0, t1, 0)
+	return nil
+}
+
+// averageModels replaces every rank's model and velocity with their
+// average over the ranks.
+func (w *worker) averageModels(ctx context.Context) error {
+	if err := w.comm.AllReduce(ctx, w.params, collective.Avg); err != nil {
+		return err
+	}
+	if err := w.comm.AllReduce(ctx, w.velocity, collective.Avg); err != nil {
+		return err
+	}
+	w.moved += 2 * ringBytes(8*len(w.params), w.comm.Size())
 	return nil
 }
 
@@ -413,16 +506,21 @@ func (w *worker) resetTimes() { w.nSteps, w.wall, w.compute, w.waiting = 0, 0, 0
 // epoch's step times over the ranks.
 func (w *worker) endEpoch(ctx context.Context) (record, error) {
 	n, r := w.comm.Size(), w.comm.Rank()
-	v := make([]float64, 8)
+	params, err := w.evalParams(ctx)
+	if err != nil {
+		return record{}, err
+	}
+	v := make([]float64, 9)
 	lo, hi := share(w.train.Len(), n, r)
 	x, y := w.train.slice(lo, hi)
-	loss, correct := w.model.evaluate(w.params, x, y)
+	loss, correct := w.model.evaluate(params, x, y)
 	v[0], v[1] = loss, float64(correct)
 	lo, hi = share(w.test.Len(), n, r)
 	x, y = w.test.slice(lo, hi)
-	loss, correct = w.model.evaluate(w.params, x, y)
+	loss, correct = w.model.evaluate(params, x, y)
 	v[2], v[3] = loss, float64(correct)
 	w.timeShares(v[4:8], n)
+	v[8] = w.moved / float64(n)
 	if err := w.comm.AllReduce(ctx, v, collective.Sum); err != nil {
 		return record{}, err
 	}
@@ -431,9 +529,30 @@ func (w *worker) endEpoch(ctx context.Context) (record, error) {
 		Loss: v[0] / float64(w.train.Len()), TrainAcc: v[1] / float64(w.train.Len()),
 		TestLoss: v[2] / float64(w.test.Len()), TestAcc: v[3] / float64(w.test.Len()),
 		StepMs: v[4], ComputeMs: v[5], CommMs: v[6], Steps: w.nSteps, SpanS: v[7],
+		MovedMB: v[8] / 1e6, WallS: time.Since(w.began).Seconds(),
 	}
 	w.resetTimes()
 	return rec, nil
+}
+
+// evalParams is the model an epoch's figures describe, the same on every
+// rank: the replicas' (synchronous modes, identical), the average of the
+// local models (average; computed for the evaluation alone, training
+// goes on from each rank's own), or rank 0's snapshot of the shared
+// vector (hogwild).
+func (w *worker) evalParams(ctx context.Context) ([]float64, error) {
+	switch w.cfg.mode {
+	case "average":
+		avg := clone(w.params)
+		return avg, w.comm.AllReduce(ctx, avg, collective.Avg)
+	case "hogwild":
+		snap := make([]float64, len(w.params))
+		if w.comm.Rank() == 0 {
+			w.hog.snapshot(snap)
+		}
+		return snap, w.comm.Broadcast(ctx, snap, 0)
+	}
+	return w.params, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -532,7 +651,12 @@ func trainWorker(ctx context.Context, cfg *config, comm *collective.Communicator
 	}
 	defer func() {
 		// Close whichever communicator the actor holds last.
-		_ = do(func(w *worker, _ context.Context) error { return w.comm.Close() })
+		_ = do(func(w *worker, _ context.Context) error {
+			if w.hog != nil {
+				_ = w.hog.close()
+			}
+			return w.comm.Close()
+		})
 		_ = a.Stop(context.Background())
 	}()
 	for {

@@ -236,7 +236,7 @@ func TestAmdahl(t *testing.T) {
 		}
 		return r
 	}
-	sc := analyse([]*runSummary{run(1, 10, 1, 0.5), run(2, 6, 1, 0.5+1e-7), run(4, 5, 1.1, 0.5)}, 1e-5)
+	sc := analyse([]*runSummary{run(1, 10, 1, 0.5), run(2, 6, 1, 0.5+1e-7), run(4, 5, 1.1, 0.5)}, 1e-5, true)
 	if sc.Matches {
 		t.Error("a loss 10% off was accepted")
 	}
