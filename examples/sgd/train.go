@@ -101,9 +101,9 @@ type worker struct {
 	yb        []int
 	restores  int
 	killArmed bool
-	started   bool    // reported the start record
-	moved     float64   // bytes this rank has sent and received for training (not for evaluation)
-	began     time.Time // when training began here
+	started   bool          // reported the start record
+	moved     float64       // bytes this rank has sent and received for training (not for evaluation)
+	began     time.Time     // when training began here
 	hog       *sharedParams // -mode hogwild: the vector every worker updates
 
 	// Times of the current epoch's steps on this rank.
