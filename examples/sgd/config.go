@@ -240,7 +240,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	}
 
 	if c.join == "" {
-		for _, f := range []string{"bind", "data-bind", "data-advertise", "group", "min", "max", "settle", "records"} {
+		for _, f := range []string{"bind", "data-bind", "data-advertise", "group", "min", "max", "settle", "records", "rank"} {
 			if set[f] {
 				return nil, usagef("flag -%s is for a worker of a group formed by gossip: it needs -join", f)
 			}
@@ -255,6 +255,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	}
 
 	// A worker of a group formed by gossip.
+	if c.mode == "downpour" && (c.rank < 0 || c.rank >= c.workers) {
+		return nil, usagef("a downpour worker needs -rank in [0, -workers), not %d", c.rank)
+	}
 	if sizes != "" {
 		return nil, usagef("flag -sizes is for the local launcher, not with -join")
 	}

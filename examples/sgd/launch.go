@@ -38,7 +38,11 @@ func runLauncher(ctx context.Context, cfg *config, stdout, stderr io.Writer) int
 	var runs []*runSummary
 	failed := false
 	for _, n := range cfg.sizes {
-		s, err := launchGroup(ctx, cfg, exe, n, stdout, stderr)
+		launch := launchGroup
+		if cfg.mode == "downpour" {
+			launch = launchDownpour
+		}
+		s, err := launch(ctx, cfg, exe, n, stdout, stderr)
 		if s != nil {
 			runs = append(runs, s)
 		}
@@ -84,7 +88,9 @@ func workerArgs(cfg *config, n int, group, seed, bind string) []string {
 		"-lr", strconv.FormatFloat(cfg.lr, 'g', -1, 64), "-momentum", strconv.FormatFloat(cfg.momentum, 'g', -1, 64),
 		"-seed", strconv.FormatUint(cfg.seed, 10), "-train", strconv.Itoa(cfg.trainN), "-test", strconv.Itoa(cfg.testN),
 		"-bucket", strconv.Itoa(cfg.bucketBytes), "-overlap=" + strconv.FormatBool(cfg.overlap),
-		"-transport", cfg.transport.String(),
+		"-transport", cfg.transport.String(), "-sync-every", strconv.Itoa(cfg.syncEvery),
+		"-push-every", strconv.Itoa(cfg.pushEvery), "-fetch-every", strconv.Itoa(cfg.fetchEvery),
+		"-servers", strconv.Itoa(cfg.servers),
 	}
 	if cfg.verbose {
 		a = append(a, "-v")

@@ -96,6 +96,13 @@ func runJoin(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(stderr, "sgd: "+format+"\n", args...)
 	}
+	if cfg.mode == "downpour" {
+		if err := runDownpourWorker(ctx, cfg, stderr); err != nil {
+			logf("%v", err)
+			return exitFailed
+		}
+		return exitOK
+	}
 	if cfg.ckptDir != "" {
 		if err := os.MkdirAll(cfg.ckptDir, 0o755); err != nil {
 			logf("%v", err)

@@ -16,14 +16,28 @@ func describeRun(cfg *config) string {
 	if cfg.model == "logreg" {
 		model = "logistic regression"
 	}
-	how := "gradients averaged with AllReduce(Avg), every replica applies the update"
-	if cfg.mode == "ps" {
-		how = "parameter server: gradients pushed with Reduce(Sum) to rank 0, weights pulled with Broadcast"
+	how := modeText[cfg.mode]
+	switch cfg.mode {
+	case "average":
+		if cfg.syncEvery > 0 {
+			how = fmt.Sprintf("local SGD: each worker trains its own model, the models averaged with AllReduce(Avg) every %d steps", cfg.syncEvery)
+		}
+	case "downpour":
+		how += fmt.Sprintf(" (push every %d, fetch every %d steps, %d shard(s))", cfg.pushEvery, cfg.fetchEvery, cfg.servers)
 	}
 	return fmt.Sprintf("sgd: %s on %d synthetic digits (%d held out, seed %d)\n"+
 		"sgd: global batch %d (%d steps an epoch), SGD lr %g momentum %g, %d epochs\n"+
 		"sgd: mode %s: %s\n",
 		model, cfg.trainN, cfg.testN, cfg.seed, cfg.batch, cfg.stepsPerEpoch(), cfg.lr, cfg.momentum, cfg.epochs, cfg.mode, how)
+}
+
+// modeText says in a line what each mode does.
+var modeText = map[string]string{
+	"allreduce": "synchronous: gradients averaged with AllReduce(Avg) every step, every replica applies the update",
+	"ps":        "synchronous parameter server: gradients pushed with Reduce(Sum) to rank 0, weights pulled with Broadcast",
+	"average":   "parallelized SGD: each worker trains its own model on its share, the models averaged once at the end",
+	"downpour":  "asynchronous parameter server: workers fetch and push on their own clocks, the server applies pushes as they come",
+	"hogwild":   "lock-free: every worker adds its updates into one shared vector, component by component, atomically",
 }
 
 // table prints records as people read them.
@@ -37,7 +51,11 @@ func newTable(w io.Writer, _ *config) *table { return &table{w: w} }
 func (t *table) record(r record) {
 	switch r.Kind {
 	case "start":
-		fmt.Fprintf(t.w, "%s, %d parameters; %s over %s; gradient buckets %s\n", r.Model, r.Params, workersLabel(r.Workers), r.DataPath, r.Buckets)
+		what := "gradient buckets " + r.Buckets
+		if r.Mode == "downpour" {
+			what = r.Buckets
+		}
+		fmt.Fprintf(t.w, "%s, %d parameters; %s over %s; %s\n", r.Model, r.Params, workersLabel(r.Workers), r.DataPath, what)
 	case "epoch":
 		if !t.header {
 			fmt.Fprintf(t.w, "%5s %8s %9s %9s %8s %8s %8s %7s\n", "epoch", "loss", "train acc", "test acc", "step", "compute", "comm", "workers")
@@ -49,6 +67,9 @@ func (t *table) record(r record) {
 		s := ""
 		if r.Restores > 0 {
 			s = fmt.Sprintf(", after %d restore(s) of a checkpoint", r.Restores)
+		}
+		if len(r.Lost) > 0 {
+			s += fmt.Sprintf("; lost worker(s) %v, the others went on", r.Lost)
 		}
 		fmt.Fprintf(t.w, "done: %d steps applied, %s at the end (group epoch %d)%s\n", r.Step, workersLabel(r.Workers), r.GroupEp, s)
 	}
