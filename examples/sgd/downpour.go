@@ -85,6 +85,7 @@ type dpServer struct {
 	lr, mu  float64
 	steps   atomic.Int64 // worker steps pushed
 	moved   atomic.Int64 // bytes fetched and pushed, all workers
+	started atomic.Int64 // unix nanoseconds of the first fetch: training began
 	onSteps func(steps int64)
 }
 
@@ -119,6 +120,7 @@ func (s *dpServer) fetch(ctx context.Context, i int) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.started.CompareAndSwap(0, time.Now().UnixNano())
 	out, err := rt.Call(a, func(st *dpShard, _ context.Context) ([]float64, error) {
 		return append([]float64{float64(st.version)}, st.w...), nil
 	}).Get(ctx)
@@ -365,6 +367,9 @@ func (ev *dpEval) epoch(ctx context.Context, e int) {
 	loss, correct := ev.model.evaluate(params, ev.train.X, ev.train.Y)
 	tloss, tcorrect := ev.model.evaluate(params, ev.test.X, ev.test.Y)
 	now := time.Now()
+	if t := ev.srv.started.Load(); t != 0 && ev.began.Before(time.Unix(0, t)) {
+		ev.began, ev.last = time.Unix(0, t), time.Unix(0, t) // the first fetch: training began
+	}
 	spe := ev.cfg.stepsPerEpoch()
 	span := now.Sub(ev.last).Seconds()
 	ev.last = now

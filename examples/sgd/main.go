@@ -79,8 +79,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if cfg.join != "" {
+	switch {
+	case cfg.join != "":
 		return runJoin(ctx, cfg, stdout, stderr)
+	case cfg.compare:
+		return runCompare(ctx, cfg, stdout, stderr)
 	}
 	return runLauncher(ctx, cfg, stdout, stderr)
 }
@@ -156,6 +159,8 @@ func runJoin(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 	}
 	return exitOK
 }
+
+func numCPU() int { return goruntime.NumCPU() }
 
 // lockedWriter serialises whole writes from several goroutines.
 type lockedWriter struct {
