@@ -90,7 +90,7 @@ func (w *worker) setupHogwild(ctx context.Context) error {
 		}
 		return errors.New("hogwild needs every worker on one host, sharing /dev/shm: some could not map the shared vector")
 	}
-	p := &sharedParams{seg: seg, bits: unsafe.Slice((*uint64)(unsafe.Pointer(&seg.Mem[hogwildHeader])), n)}
+	p := &sharedParams{seg: seg, bits: bitsOf(seg, n)}
 	if comm.Rank() == 0 {
 		_ = seg.Unlink()
 		for i, v := range w.params {
@@ -100,6 +100,11 @@ func (w *worker) setupHogwild(ctx context.Context) error {
 	w.hog = p
 	// Nobody reads before rank 0 has written the initial weights.
 	return comm.Barrier(ctx)
+}
+
+// bitsOf is the n words after the segment's header.
+func bitsOf(seg *shm.Segment, n int) []uint64 {
+	return unsafe.Slice((*uint64)(unsafe.Pointer(&seg.Mem[hogwildHeader])), n)
 }
 
 // snapshot copies the shared vector into dst, component by component.

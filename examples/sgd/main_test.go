@@ -188,7 +188,14 @@ func TestBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-mode", "gossip"}, "flag -mode is allreduce or ps"},
+		{[]string{"-mode", "gossip"}, "flag -mode is one of allreduce, ps, average, downpour, hogwild"},
+		{[]string{"-mode", "average", "-sync-every", "-1"}, "flag -sync-every must be >= 0"},
+		{[]string{"-mode", "downpour", "-servers", "0"}, "flag -servers must be in [1, 64]"},
+		{[]string{"-mode", "downpour", "-push-every", "0"}, "must be at least 1"},
+		{[]string{"-mode", "hogwild", "-checkpoint", "d"}, "flag -checkpoint is for the synchronous modes"},
+		{[]string{"-compare", "-checkpoint", "d"}, "flag -compare runs fresh groups"},
+		{[]string{"-mode", "downpour", "-join", "127.0.0.1:7946"}, "a downpour worker needs -rank"},
+		{[]string{"-rank", "1"}, "flag -rank is for a worker of a group formed by gossip"},
 		{[]string{"-model", "cnn"}, "flag -model is logreg or mlp"},
 		{[]string{"-workers", "0"}, "flag -workers must be in [1, 64]"},
 		{[]string{"-batch", "2", "-workers", "4"}, "must be at least the number of workers"},

@@ -737,6 +737,14 @@ func session(ctx context.Context, cfg *config, a *rt.Actor[*worker], do func(fun
 		}
 	}
 	return do(func(w *worker, ctx context.Context) error {
+		if w.hog != nil {
+			// Every rank ends with the final shared vector: nobody writes
+			// after the barrier.
+			if err := w.comm.Barrier(ctx); err != nil {
+				return err
+			}
+			w.hog.snapshot(w.params)
+		}
 		if rank0 {
 			emit(record{Kind: "done", Step: w.step, Workers: w.comm.Size(), GroupEp: w.comm.Epoch(), Restores: w.restores})
 		}
