@@ -2,13 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ringo-ml/ringo/internal/shm"
 )
@@ -189,5 +193,45 @@ func TestCompare(t *testing.T) {
 	}
 	if p, err := os.ReadFile(svg); err != nil || !bytes.Contains(p, []byte("<svg")) {
 		t.Errorf("no plot (%v)", err)
+	}
+}
+
+// TestDownpourServe: the Downpour server and its workers started by hand,
+// as on separate hosts: sgd -mode downpour -serve on one, sgd -mode
+// downpour -join on the others.
+func TestDownpourServe(t *testing.T) {
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	server := exec.CommandContext(ctx, sgdBin, append([]string{"-mode", "downpour", "-serve", "-bind", addr, "-workers", "2", "-servers", "2"}, asyncSmall...)...)
+	var out, errb bytes.Buffer
+	server.Stdout, server.Stderr = &out, &errb
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	werrs := make([]error, 2)
+	for r := range 2 {
+		wg.Go(func() {
+			args := append([]string{"-mode", "downpour", "-join", addr, "-rank", fmt.Sprint(r), "-workers", "2", "-servers", "2"}, asyncSmall...)
+			if b, err := exec.CommandContext(ctx, sgdBin, args...).CombinedOutput(); err != nil {
+				werrs[r] = fmt.Errorf("worker %d: %v\n%s", r, err, b)
+			}
+		})
+	}
+	wg.Wait()
+	if err := server.Wait(); err != nil {
+		t.Fatalf("server: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
+	}
+	for _, err := range werrs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if !strings.Contains(out.String(), "done: 32 steps applied, 2 workers at the end") {
+		t.Errorf("the server's report lacks the end of the run:\n%s", out.String())
 	}
 }

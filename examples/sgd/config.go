@@ -42,6 +42,7 @@ type config struct {
 	servers     int  // downpour: parameter-server shards
 	compare     bool // run all five modes and compare them
 	rank        int  // downpour worker: its rank, from the launcher
+	serve       bool // downpour: serve the parameters for workers started elsewhere
 
 	// Running it.
 	workers   int
@@ -123,7 +124,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.IntVar(&c.fetchEvery, "fetch-every", 1, "with -mode downpour: steps between a worker's fetches of the parameters")
 	fs.IntVar(&c.servers, "servers", 1, "with -mode downpour: parameter-server actors the parameters are sharded over")
 	fs.BoolVar(&c.compare, "compare", false, "run all five modes on the same data and seed for each worker count in -sizes, print the comparison and, with -plot, plot accuracy against time and the speedups")
-	fs.IntVar(&c.rank, "rank", -1, "a downpour worker's rank (set by the launcher)")
+	fs.IntVar(&c.rank, "rank", -1, "a downpour worker's rank (set by the launcher, or by hand with -join)")
+	fs.BoolVar(&c.serve, "serve", false, "with -mode downpour: serve the parameters at -bind for -workers workers started elsewhere (sgd -mode downpour -join THIS -rank R), report, and end when they have")
 	fs.StringVar(&c.model, "model", "mlp", "logreg or mlp")
 	fs.IntVar(&c.hidden, "hidden", 128, "hidden units of the mlp")
 	fs.IntVar(&c.epochs, "epochs", 5, "passes over the training set")
@@ -239,6 +241,18 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 		}
 	}
 
+	if c.serve {
+		switch {
+		case c.mode != "downpour":
+			return nil, usagef("flag -serve is for -mode downpour")
+		case c.join != "":
+			return nil, usagef("flag -serve is the server: it takes -bind, not -join")
+		case c.bind == "":
+			return nil, usagef("flag -serve needs -bind HOST:PORT, the address the workers -join")
+		}
+		c.sizes = []int{c.workers}
+		return c, nil
+	}
 	if c.join == "" {
 		for _, f := range []string{"bind", "data-bind", "data-advertise", "group", "min", "max", "settle", "records", "rank"} {
 			if set[f] {

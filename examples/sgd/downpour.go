@@ -63,6 +63,14 @@ var (
 		}
 		return struct{}{}, s.push(ctx, msg)
 	})
+	dpDone = rt.Register("sgd.downpour.done", func(ctx context.Context, rank int64) (struct{}, error) {
+		s := dpServing.Load()
+		if s == nil {
+			return struct{}{}, fmt.Errorf("this process serves no parameters")
+		}
+		s.finished(int(rank))
+		return struct{}{}, nil
+	})
 )
 
 // dpServing is the server of this process, if it is one.
@@ -82,17 +90,55 @@ type dpServer struct {
 	n       int // workers
 	shards  []*rt.Actor[*dpShard]
 	bounds  [][2]int
-	lr, mu  float64
+	lr      float64
+	mom     float64 // momentum
 	steps   atomic.Int64 // worker steps pushed
 	moved   atomic.Int64 // bytes fetched and pushed, all workers
 	started atomic.Int64 // unix nanoseconds of the first fetch: training began
 	onSteps func(steps int64)
+
+	mu       sync.Mutex
+	lastPush map[int]time.Time // per worker
+	done     map[int]bool      // workers that said they finished
+}
+
+// over reports whether a run of n workers is over: all finished, or some
+// have and the others have pushed nothing for stall (they are lost).
+func (s *dpServer) over(n int, stall time.Duration) (lost []int, over bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.done) == n {
+		return nil, true
+	}
+	if len(s.done) == 0 {
+		return nil, false
+	}
+	for r := range n {
+		if s.done[r] {
+			continue
+		}
+		if t, ok := s.lastPush[r]; ok && time.Since(t) < stall {
+			return nil, false
+		}
+		lost = append(lost, r)
+	}
+	return lost, true
+}
+
+// finished records that worker r pushed its last step.
+func (s *dpServer) finished(r int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		s.done = map[int]bool{}
+	}
+	s.done[r] = true
 }
 
 // newDPServer makes the shards of params (split in -servers contiguous
 // parts) as actors of r.
 func newDPServer(r *rt.Runtime, cfg *config, n int, params []float64) (*dpServer, error) {
-	s := &dpServer{cfg: cfg, n: n, lr: cfg.lr / float64(n), mu: cfg.momentum}
+	s := &dpServer{cfg: cfg, n: n, lr: cfg.lr / float64(n), mom: cfg.momentum}
 	k := min(cfg.servers, len(params))
 	for i := range k {
 		lo, hi := share(len(params), k, i)
@@ -146,7 +192,7 @@ func (s *dpServer) push(ctx context.Context, msg []float64) error {
 	g := msg[pushHeader:]
 	_, err = rt.Call(a, func(st *dpShard, _ context.Context) (struct{}, error) {
 		st.stale = append(st.stale, int(st.version-version))
-		floatsScaleAdd(st.v, s.mu, g)
+		floatsScaleAdd(st.v, s.mom, g)
 		for j, v := range st.v {
 			st.w[j] -= s.lr * v
 		}
@@ -157,8 +203,18 @@ func (s *dpServer) push(ctx context.Context, msg []float64) error {
 		return err
 	}
 	s.moved.Add(int64(8 * len(msg)))
-	if i == 0 && s.onSteps != nil {
-		s.onSteps(s.steps.Add(steps))
+	s.mu.Lock()
+	if s.lastPush == nil {
+		s.lastPush = map[int]time.Time{}
+	}
+	s.lastPush[int(msg[0])] = time.Now()
+	f := s.onSteps
+	s.mu.Unlock()
+	if i == 0 {
+		total := s.steps.Add(steps)
+		if f != nil {
+			f(total)
+		}
 	}
 	return nil
 }
@@ -256,14 +312,33 @@ func runDownpourWorker(ctx context.Context, cfg *config, stderr io.Writer) error
 		clear(acc)
 		pending = 0
 	}
+	if _, err := dpDone.Remote(c, int64(cfg.rank)).Get(ctx); err != nil {
+		return fmt.Errorf("telling the server this worker is done: %w", err)
+	}
 	return nil
 }
 
-// launchDownpour runs -mode downpour with n workers: this process serves
-// the parameters (and evaluates them each time the workers have pushed an
-// epoch's worth of steps), n worker processes train.
-func launchDownpour(ctx context.Context, cfg *config, exe string, n int, stdout, stderr io.Writer) (*runSummary, error) {
-	fmt.Fprintf(stdout, "\n== %s ==\n", workersLabel(n))
+// dpRun is a Downpour server at work: its shards, the runtime worker that
+// serves them, and what it has reported.
+type dpRun struct {
+	cfg      *config
+	n        int
+	srv      *dpServer
+	r        *rt.Runtime
+	rw       *rt.Worker
+	ev       *dpEval
+	sum      *runSummary
+	emit     func(record)
+	evalMu   sync.Mutex // guards evals and closed
+	evals    chan int64
+	closed   bool
+	evalDone chan struct{}
+}
+
+// startDPServer serves the initial parameters for n workers in group at
+// bind (a runtime worker of this process), evaluating them each time the
+// workers have pushed an epoch's worth of steps.
+func startDPServer(ctx context.Context, cfg *config, n int, group, bind string, stdout io.Writer) (*dpRun, error) {
 	train, test := synthDigits(cfg.trainN, cfg.seed, 1), synthDigits(cfg.testN, cfg.seed, 2)
 	m, err := newModel(cfg.model, train.Dim, cfg.hidden)
 	if err != nil {
@@ -275,74 +350,134 @@ func launchDownpour(ctx context.Context, cfg *config, exe string, n int, stdout,
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
 	srv, err := newDPServer(r, cfg, n, params)
 	if err != nil {
+		r.Close()
 		return nil, err
 	}
-	group := fmt.Sprintf("sgd-dp-%d-%d-%d", os.Getpid(), n, time.Now().UnixNano())
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rw, err := rt.StartWorker(ctx, rt.WorkerConfig{Group: group, Logger: quiet})
+	level := slog.Level(100)
+	if cfg.verbose {
+		level = slog.LevelInfo
+	}
+	rw, err := rt.StartWorker(ctx, rt.WorkerConfig{Group: group, Bind: bind,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
 	if err != nil {
+		r.Close()
 		return nil, fmt.Errorf("starting the parameter server: %w", err)
 	}
-	defer rw.Close()
-	dpServing.Store(srv)
-	defer dpServing.Store(nil)
-
-	sum := &runSummary{Workers: n}
+	d := &dpRun{cfg: cfg, n: n, srv: srv, r: r, rw: rw, sum: &runSummary{Workers: n},
+		evals: make(chan int64, cfg.epochs+1), evalDone: make(chan struct{})}
 	tbl := newTable(stdout, cfg)
 	var mu sync.Mutex
-	emit := func(rec record) {
+	d.emit = func(rec record) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch rec.Kind {
 		case "start":
-			sum.Start = rec
+			d.sum.Start = rec
 		case "epoch":
-			sum.addEpoch(rec)
+			d.sum.addEpoch(rec)
 		case "done":
-			sum.Done = &rec
+			d.sum.Done = &rec
 		}
 		tbl.record(rec)
 	}
-	emit(record{Kind: "start", Model: m.String(), Params: m.nParams, Mode: "downpour", Workers: n,
+	d.emit(record{Kind: "start", Model: m.String(), Params: m.nParams, Mode: "downpour", Workers: n,
 		DataPath: fmt.Sprintf("the runtime's QUIC to %d parameter-server shard(s)", len(srv.shards)),
 		Buckets:  fmt.Sprintf("push every %d, fetch every %d steps", cfg.pushEvery, cfg.fetchEvery)})
-	ev := &dpEval{srv: srv, cfg: cfg, model: m, train: train, test: test, n: n, emit: emit, began: time.Now(), last: time.Now()}
+	d.ev = &dpEval{srv: srv, cfg: cfg, model: m, train: train, test: test, n: n, emit: d.emit, began: time.Now(), last: time.Now()}
 	epochSteps := int64(cfg.stepsPerEpoch() * n)
-	evals := make(chan int64, cfg.epochs+1)
 	var next atomic.Int64
 	next.Store(epochSteps)
 	srv.onSteps = func(steps int64) {
 		for e := next.Load(); steps >= e; e = next.Load() {
 			if next.CompareAndSwap(e, e+epochSteps) {
-				evals <- e / epochSteps
+				d.evalMu.Lock()
+				if !d.closed {
+					select {
+					case d.evals <- e / epochSteps:
+					default: // more epochs than the run has: nothing to report
+					}
+				}
+				d.evalMu.Unlock()
 			}
 		}
 	}
-	evalDone := make(chan struct{})
 	go func() {
-		defer close(evalDone)
-		for e := range evals {
-			ev.epoch(ctx, int(e))
+		defer close(d.evalDone)
+		for e := range d.evals {
+			d.ev.epoch(ctx, int(e))
 		}
 	}()
+	dpServing.Store(srv)
+	return d, nil
+}
 
-	lost, err := runDPWorkers(ctx, cfg, exe, n, group, rw.GossipAddr(), stderr)
-	close(evals)
-	<-evalDone
-	if err != nil {
-		return sum, err
+// finish ends the run: the last evaluation if the workers lost some
+// steps, the done record, and the server.
+func (d *dpRun) finish(ctx context.Context, lost []int) *runSummary {
+	dpServing.Store(nil)
+	d.evalMu.Lock()
+	d.closed = true
+	close(d.evals)
+	d.evalMu.Unlock()
+	<-d.evalDone
+	if len(d.sum.Epochs) < d.cfg.epochs { // workers lost: evaluate what the others left
+		d.ev.epoch(ctx, len(d.sum.Epochs)+1)
 	}
-	if len(sum.Epochs) < cfg.epochs { // workers lost: evaluate what the others left
-		ev.epoch(ctx, len(sum.Epochs)+1)
-	}
-	emit(record{Kind: "done", Step: int(srv.steps.Load()) / n, Workers: n - len(lost), Lost: lost})
+	d.emit(record{Kind: "done", Step: int(d.srv.steps.Load()) / d.n, Workers: d.n - len(lost), Lost: lost})
 	for _, w := range lost {
-		sum.Lost = append(sum.Lost, fmt.Sprintf("worker %d: killed", w))
+		d.sum.Lost = append(d.sum.Lost, fmt.Sprintf("worker %d: lost", w))
 	}
-	return sum, nil
+	_ = d.rw.Close()
+	d.r.Close()
+	return d.sum
+}
+
+// launchDownpour runs -mode downpour with n workers: this process serves
+// the parameters, n worker processes train.
+func launchDownpour(ctx context.Context, cfg *config, exe string, n int, stdout, stderr io.Writer) (*runSummary, error) {
+	fmt.Fprintf(stdout, "\n== %s ==\n", workersLabel(n))
+	group := fmt.Sprintf("sgd-dp-%d-%d-%d", os.Getpid(), n, time.Now().UnixNano())
+	d, err := startDPServer(ctx, cfg, n, group, "127.0.0.1:0", stdout)
+	if err != nil {
+		return nil, err
+	}
+	lost, err := runDPWorkers(ctx, cfg, exe, n, group, d.rw.GossipAddr(), stderr)
+	sum := d.finish(ctx, lost)
+	return sum, err
+}
+
+// dpStall is how long -serve waits for a worker that stopped pushing
+// while others have finished before it counts it lost.
+const dpStall = 30 * time.Second
+
+// runDownpourServe is -mode downpour -serve: this process serves the
+// parameters at -bind for -workers workers started elsewhere (other
+// hosts: sgd -mode downpour -join THIS -rank R -workers N), prints the
+// epochs as they are reached, and ends when every worker has finished
+// or, once some have, the others have been silent for dpStall.
+func runDownpourServe(ctx context.Context, cfg *config, stdout io.Writer) error {
+	fmt.Fprint(stdout, describeRun(cfg))
+	d, err := startDPServer(ctx, cfg, cfg.workers, cfg.group, cfg.bind, stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "serving the parameters at %s (gossip; group %q) for %d workers\n", d.rw.GossipAddr(), cfg.group, cfg.workers)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.finish(context.Background(), nil)
+			return ctx.Err()
+		case <-tick.C:
+		}
+		if lost, over := d.srv.over(cfg.workers, dpStall); over {
+			d.finish(ctx, lost)
+			return nil
+		}
+	}
 }
 
 // dpEval evaluates the server's parameters.

@@ -80,6 +80,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch {
+	case cfg.serve:
+		if err := runDownpourServe(ctx, cfg, stdout); err != nil {
+			fmt.Fprintf(stderr, "sgd: %v\n", err)
+			return exitFailed
+		}
+		return exitOK
 	case cfg.join != "":
 		return runJoin(ctx, cfg, stdout, stderr)
 	case cfg.compare:

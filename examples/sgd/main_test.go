@@ -196,6 +196,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-compare", "-checkpoint", "d"}, "flag -compare runs fresh groups"},
 		{[]string{"-mode", "downpour", "-join", "127.0.0.1:7946"}, "a downpour worker needs -rank"},
 		{[]string{"-rank", "1"}, "flag -rank is for a worker of a group formed by gossip"},
+		{[]string{"-serve"}, "flag -serve is for -mode downpour"},
+		{[]string{"-mode", "downpour", "-serve"}, "flag -serve needs -bind"},
 		{[]string{"-model", "cnn"}, "flag -model is logreg or mlp"},
 		{[]string{"-workers", "0"}, "flag -workers must be in [1, 64]"},
 		{[]string{"-batch", "2", "-workers", "4"}, "must be at least the number of workers"},
