@@ -91,7 +91,7 @@ type dpServer struct {
 	shards  []*rt.Actor[*dpShard]
 	bounds  [][2]int
 	lr      float64
-	mom     float64 // momentum
+	mom     float64      // momentum
 	steps   atomic.Int64 // worker steps pushed
 	moved   atomic.Int64 // bytes fetched and pushed, all workers
 	started atomic.Int64 // unix nanoseconds of the first fetch: training began
