@@ -235,3 +235,24 @@ func TestDownpourServe(t *testing.T) {
 		t.Errorf("the server's report lacks the end of the run:\n%s", out.String())
 	}
 }
+
+// TestHogwildSparse: Hogwild! on its own ground, the hashed sparse
+// model with plain SGD, 4 goroutine workers under the race detector: it
+// learns as the synchronous run does.
+func TestHogwildSparse(t *testing.T) {
+	if !shm.Supported {
+		t.Skip("no shared memory on this system")
+	}
+	args := []string{"-model", "hashed", "-momentum", "0", "-lr", "2", "-train", "2048", "-test", "512", "-batch", "128", "-epochs", "3"}
+	syncRecs, _ := trainInProc(t, mustConfig(t, args...), 1)
+	cfg := mustConfig(t, append([]string{"-mode", "hogwild"}, args...)...)
+	recs, _ := trainInProc(t, cfg, 4)
+	want, got := epochs(syncRecs), epochs(recs)
+	if len(got) != cfg.epochs {
+		t.Fatalf("%d epochs", len(got))
+	}
+	a, b := want[len(want)-1].TestAcc, got[len(got)-1].TestAcc
+	if b < 0.7 || b < a-0.03 {
+		t.Errorf("hogwild reached %.2f%%, one synchronous worker %.2f%%", 100*b, 100*a)
+	}
+}

@@ -126,7 +126,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.BoolVar(&c.compare, "compare", false, "run all five modes on the same data and seed for each worker count in -sizes, print the comparison and, with -plot, plot accuracy against time and the speedups")
 	fs.IntVar(&c.rank, "rank", -1, "a downpour worker's rank (set by the launcher, or by hand with -join)")
 	fs.BoolVar(&c.serve, "serve", false, "with -mode downpour: serve the parameters at -bind for -workers workers started elsewhere (sgd -mode downpour -join THIS -rank R), report, and end when they have")
-	fs.StringVar(&c.model, "model", "mlp", "logreg or mlp")
+	fs.StringVar(&c.model, "model", "mlp", "mlp or logreg (on synthetic digits), or hashed (logistic regression on hashed sparse features of synthetic documents: sparse gradients)")
 	fs.IntVar(&c.hidden, "hidden", 128, "hidden units of the mlp")
 	fs.IntVar(&c.epochs, "epochs", 5, "passes over the training set")
 	fs.IntVar(&c.batch, "batch", 256, "global batch: examples per step, split over the workers")
@@ -191,8 +191,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 		return nil, usagef("flag -checkpoint is for the synchronous modes (allreduce, ps); -mode %s keeps no checkpoint", c.mode)
 	case c.compare && c.ckptDir != "":
 		return nil, usagef("flag -compare runs fresh groups: it cannot take -checkpoint")
-	case c.model != "logreg" && c.model != "mlp":
-		return nil, usagef("flag -model is logreg or mlp, not %q", c.model)
+	case c.model != "logreg" && c.model != "mlp" && c.model != "hashed":
+		return nil, usagef("flag -model is mlp, logreg or hashed, not %q", c.model)
 	case c.hidden < 1 || c.hidden > 1<<16:
 		return nil, usagef("flag -hidden must be in [1, 65536], not %d", c.hidden)
 	case c.epochs < 1:

@@ -263,15 +263,15 @@ func runDownpourWorker(ctx context.Context, cfg *config, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("waiting for the parameter server: %w", err)
 	}
-	train := synthDigits(cfg.trainN, cfg.seed, 1)
+	train, _ := loadData(cfg)
 	m, err := newModel(cfg.model, train.Dim, cfg.hidden)
 	if err != nil {
 		return err
 	}
 	w := &worker{cfg: cfg, model: m, train: train, permEpoch: -1,
-		params: make([]float64, m.nParams), grad: make([]float64, m.nParams)}
-	acc := make([]float64, m.nParams)
-	k := min(cfg.servers, m.nParams)
+		params: make([]float64, m.size()), grad: make([]float64, m.size())}
+	acc := make([]float64, m.size())
+	k := min(cfg.servers, m.size())
 	versions := make([]float64, k)
 	pending := 0 // steps accumulated in acc
 	for s := range cfg.totalSteps() {
@@ -281,7 +281,7 @@ func runDownpourWorker(ctx context.Context, cfg *config, stderr io.Writer) error
 				if err != nil {
 					return fmt.Errorf("step %d: fetching shard %d: %w", s, i, err)
 				}
-				lo, hi := share(m.nParams, k, i)
+				lo, hi := share(m.size(), k, i)
 				if len(out) != fetchHeader+hi-lo {
 					return fmt.Errorf("step %d: shard %d sent %d values, want %d", s, i, len(out), fetchHeader+hi-lo)
 				}
@@ -303,7 +303,7 @@ func runDownpourWorker(ctx context.Context, cfg *config, stderr io.Writer) error
 			continue
 		}
 		for i := range k {
-			lo, hi := share(m.nParams, k, i)
+			lo, hi := share(m.size(), k, i)
 			msg := append([]float64{float64(cfg.rank), float64(i), versions[i], float64(pending)}, acc[lo:hi]...)
 			if _, err := dpPush.Remote(c, msg).Get(ctx); err != nil {
 				return fmt.Errorf("step %d: pushing to shard %d: %w", s, i, err)
@@ -339,12 +339,12 @@ type dpRun struct {
 // bind (a runtime worker of this process), evaluating them each time the
 // workers have pushed an epoch's worth of steps.
 func startDPServer(ctx context.Context, cfg *config, n int, group, bind string, stdout io.Writer) (*dpRun, error) {
-	train, test := synthDigits(cfg.trainN, cfg.seed, 1), synthDigits(cfg.testN, cfg.seed, 2)
+	train, test := loadData(cfg)
 	m, err := newModel(cfg.model, train.Dim, cfg.hidden)
 	if err != nil {
 		return nil, err
 	}
-	params := make([]float64, m.nParams)
+	params := make([]float64, m.size())
 	m.init(params, cfg.seed)
 	r, err := rt.New(rt.Config{})
 	if err != nil {
@@ -382,7 +382,7 @@ func startDPServer(ctx context.Context, cfg *config, n int, group, bind string, 
 		}
 		tbl.record(rec)
 	}
-	d.emit(record{Kind: "start", Model: m.String(), Params: m.nParams, Mode: "downpour", Workers: n,
+	d.emit(record{Kind: "start", Model: m.String(), Params: m.size(), Mode: "downpour", Workers: n,
 		DataPath: fmt.Sprintf("the runtime's QUIC to %d parameter-server shard(s)", len(srv.shards)),
 		Buckets:  fmt.Sprintf("push every %d, fetch every %d steps", cfg.pushEvery, cfg.fetchEvery)})
 	d.ev = &dpEval{srv: srv, cfg: cfg, model: m, train: train, test: test, n: n, emit: d.emit, began: time.Now(), last: time.Now()}
@@ -484,7 +484,7 @@ func runDownpourServe(ctx context.Context, cfg *config, stdout io.Writer) error 
 type dpEval struct {
 	srv         *dpServer
 	cfg         *config
-	model       *mlp
+	model       learner
 	train, test *dataset
 	n           int
 	emit        func(record)
@@ -494,7 +494,7 @@ type dpEval struct {
 // epoch evaluates the parameters as they stand once the workers have
 // pushed e epochs' worth of steps, and reports them.
 func (ev *dpEval) epoch(ctx context.Context, e int) {
-	params := make([]float64, ev.model.nParams)
+	params := make([]float64, ev.model.size())
 	staleMed, staleMax, err := ev.srv.snapshot(ctx, params)
 	if err != nil {
 		return

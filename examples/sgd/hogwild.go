@@ -114,6 +114,13 @@ func (p *sharedParams) snapshot(dst []float64) {
 	}
 }
 
+// snapshotAt copies the components idx of the shared vector into dst.
+func (p *sharedParams) snapshotAt(dst []float64, idx []int) {
+	for _, i := range idx {
+		dst[i] = math.Float64frombits(atomic.LoadUint64(&p.bits[i]))
+	}
+}
+
 // add adds a·d into the shared vector, component by component, each
 // addition atomic (a compare-and-swap loop, no lock); components where d
 // is zero are not touched, which is what makes sparse updates cheap.
@@ -132,6 +139,25 @@ func (p *sharedParams) add(a float64, d []float64) {
 	}
 }
 
+// addAt is add restricted to the components idx (repeats allowed: each
+// is added once).
+func (p *sharedParams) addAt(a float64, d []float64, idx []int) {
+	for _, i := range idx {
+		x := d[i]
+		if x == 0 {
+			continue
+		}
+		for {
+			old := atomic.LoadUint64(&p.bits[i])
+			nu := math.Float64bits(math.Float64frombits(old) + a*x)
+			if atomic.CompareAndSwapUint64(&p.bits[i], old, nu) {
+				break
+			}
+		}
+		d[i] = 0 // a repeat of i adds nothing more, and d is zero again after
+	}
+}
+
 func (p *sharedParams) close() error { return p.seg.Close() }
 
 // hogwildStep is a step of -mode hogwild: read the shared vector, compute
@@ -144,11 +170,30 @@ func (w *worker) hogwildStep(_ context.Context) error {
 	cfg, comm := w.cfg, w.comm
 	t0 := time.Now()
 	xb, yb := w.batchShare(w.step, comm.Size(), comm.Rank())
-	w.hog.snapshot(w.params)
-	w.model.gradient(w.params, w.grad, xb, yb, 1/float64(len(yb)), noReady)
-	floatsScaleAdd(w.velocity, cfg.momentum, w.grad)
+	sg, sparse := w.model.(sparseGrad)
+	sparse = sparse && cfg.momentum == 0
+	if sparse {
+		// Read only what the batch's forward pass reads.
+		w.reads = sg.reads(xb, w.reads)
+		w.hog.snapshotAt(w.params, w.reads)
+	} else {
+		w.hog.snapshot(w.params)
+	}
+	if sparse {
+		sg.sparseGradient(w.params, w.grad, xb, yb, 1/float64(len(yb))) // addAt leaves w.grad zero again
+	} else {
+		w.model.gradient(w.params, w.grad, xb, yb, 1/float64(len(yb)), noReady)
+	}
 	t1 := time.Now()
-	w.hog.add(-cfg.lr/float64(comm.Size()), w.velocity)
+	step := -cfg.lr / float64(comm.Size())
+	if sparse {
+		// Plain SGD on a sparse model, as in the paper: only the
+		// components the batch touched are read and written.
+		w.hog.addAt(step, w.grad, sg.lastTouched())
+	} else {
+		floatsScaleAdd(w.velocity, cfg.momentum, w.grad)
+		w.hog.add(step, w.velocity)
+	}
 	w.timeStep(t0, t1, time.Since(t1))
 	return nil
 }

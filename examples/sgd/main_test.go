@@ -198,7 +198,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-rank", "1"}, "flag -rank is for a worker of a group formed by gossip"},
 		{[]string{"-serve"}, "flag -serve is for -mode downpour"},
 		{[]string{"-mode", "downpour", "-serve"}, "flag -serve needs -bind"},
-		{[]string{"-model", "cnn"}, "flag -model is logreg or mlp"},
+		{[]string{"-model", "cnn"}, "flag -model is mlp, logreg or hashed"},
 		{[]string{"-workers", "0"}, "flag -workers must be in [1, 64]"},
 		{[]string{"-batch", "2", "-workers", "4"}, "must be at least the number of workers"},
 		{[]string{"-batch", "9000"}, "flag -batch must be in [1, -train = 8192]"},

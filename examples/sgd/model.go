@@ -41,9 +41,13 @@ type mlp struct {
 }
 
 // newModel builds the model named by kind for inputs of dim features:
-// "logreg" (no hidden layer) or "mlp" (one hidden layer of hidden units).
-func newModel(kind string, dim, hidden int) (*mlp, error) {
+// "logreg" (no hidden layer), "mlp" (one hidden layer of hidden units),
+// or "hashed" (logistic regression on hashed sparse features; dim is
+// ignored).
+func newModel(kind string, dim, hidden int) (learner, error) {
 	switch kind {
+	case "hashed":
+		return newHashedLR(), nil
 	case "logreg":
 		return newMLP("logreg", []int{dim, classes}), nil
 	case "mlp":
@@ -52,7 +56,7 @@ func newModel(kind string, dim, hidden int) (*mlp, error) {
 		}
 		return newMLP("mlp", []int{dim, hidden, classes}), nil
 	}
-	return nil, fmt.Errorf("unknown model %q (want logreg or mlp)", kind)
+	return nil, fmt.Errorf("unknown model %q (want logreg, mlp or hashed)", kind)
 }
 
 func newMLP(name string, sizes []int) *mlp {

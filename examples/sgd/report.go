@@ -12,9 +12,12 @@ import (
 
 // describeRun is the launcher's first line: what is trained, on what.
 func describeRun(cfg *config) string {
-	model := "mlp (one hidden layer of " + fmt.Sprint(cfg.hidden) + " ReLU units)"
-	if cfg.model == "logreg" {
+	model, data := "mlp (one hidden layer of "+fmt.Sprint(cfg.hidden)+" ReLU units)", "digits"
+	switch cfg.model {
+	case "logreg":
 		model = "logistic regression"
+	case "hashed":
+		model, data = fmt.Sprintf("logistic regression on %d hashed features", hashedDim), "documents"
 	}
 	how := modeText[cfg.mode]
 	switch cfg.mode {
@@ -25,10 +28,10 @@ func describeRun(cfg *config) string {
 	case "downpour":
 		how += fmt.Sprintf(" (push every %d, fetch every %d steps, %d shard(s))", cfg.pushEvery, cfg.fetchEvery, cfg.servers)
 	}
-	return fmt.Sprintf("sgd: %s on %d synthetic digits (%d held out, seed %d)\n"+
+	return fmt.Sprintf("sgd: %s on %d synthetic %s (%d held out, seed %d)\n"+
 		"sgd: global batch %d (%d steps an epoch), SGD lr %g momentum %g, %d epochs\n"+
 		"sgd: mode %s: %s\n",
-		model, cfg.trainN, cfg.testN, cfg.seed, cfg.batch, cfg.stepsPerEpoch(), cfg.lr, cfg.momentum, cfg.epochs, cfg.mode, how)
+		model, cfg.trainN, data, cfg.testN, cfg.seed, cfg.batch, cfg.stepsPerEpoch(), cfg.lr, cfg.momentum, cfg.epochs, cfg.mode, how)
 }
 
 // modeText says in a line what each mode does.

@@ -84,7 +84,7 @@ type worker struct {
 	rt       *rt.Runtime
 	comm     *collective.Communicator
 	logf     func(format string, args ...any)
-	model    *mlp
+	model    learner
 	train    *dataset
 	test     *dataset
 	buckets  []bucket
@@ -105,6 +105,7 @@ type worker struct {
 	moved     float64       // bytes this rank has sent and received for training (not for evaluation)
 	began     time.Time     // when training began here
 	hog       *sharedParams // -mode hogwild: the vector every worker updates
+	reads     []int         // -mode hogwild, sparse model: the components a step reads
 
 	// Times of the current epoch's steps on this rank.
 	nSteps                 int
@@ -130,19 +131,18 @@ func sgdUpdate(w, v, g []float64, lr, momentum float64) {
 }
 
 func newWorker(cfg *config, r *rt.Runtime, comm *collective.Communicator, logf func(string, ...any)) (*worker, error) {
-	train := synthDigits(cfg.trainN, cfg.seed, 1)
-	test := synthDigits(cfg.testN, cfg.seed, 2)
+	train, test := loadData(cfg)
 	m, err := newModel(cfg.model, train.Dim, cfg.hidden)
 	if err != nil {
 		return nil, err
 	}
 	w := &worker{
 		cfg: cfg, rt: r, comm: comm, logf: logf, model: m, train: train, test: test,
-		buckets:   planBuckets(m.tensors, cfg.bucketBytes),
-		params:    make([]float64, m.nParams),
-		grad:      gradBuffer(comm, m.nParams),
-		velocity:  make([]float64, m.nParams),
-		psGrad:    make([]float64, m.nParams),
+		buckets:   planBuckets(m.layout(), cfg.bucketBytes),
+		params:    make([]float64, m.size()),
+		grad:      gradBuffer(comm, m.size()),
+		velocity:  make([]float64, m.size()),
+		psGrad:    make([]float64, m.size()),
 		permEpoch: -1,
 		killArmed: cfg.killRank >= 0 && comm.Rank() == cfg.killRank && comm.Epoch() <= 1,
 	}
@@ -186,7 +186,7 @@ func (w *worker) sync(ctx context.Context) error {
 	if err := w.gather(ctx); err != nil {
 		return err
 	}
-	n := w.model.nParams
+	n := w.model.size()
 	mine, mismatch := -1.0, 0.0
 	var ck *checkpoint
 	if cfg.ckptDir != "" {
@@ -297,7 +297,7 @@ func (w *worker) gather(ctx context.Context) error {
 // startRecord describes the run.
 func (w *worker) startRecord() record {
 	return record{
-		Kind: "start", Model: w.model.String(), Params: w.model.nParams,
+		Kind: "start", Model: w.model.String(), Params: w.model.size(),
 		Buckets: describeBuckets(w.buckets), DataPath: w.comm.DataPath(), Mode: w.cfg.mode,
 		Workers: w.comm.Size(),
 	}
@@ -372,7 +372,7 @@ func (w *worker) syncStep(ctx context.Context) error {
 	futs := make([]*collective.Work, 0, len(w.buckets))
 	next := 0
 	ready := func(t int) {
-		if !cfg.overlap && t < len(w.model.tensors)-1 {
+		if !cfg.overlap && t < len(w.model.layout())-1 {
 			return // -overlap=false: everything after the backward pass
 		}
 		for next < len(w.buckets) && (w.buckets[next].Last <= t) {

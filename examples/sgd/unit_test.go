@@ -21,13 +21,13 @@ func TestGradient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := make([]float64, m.nParams)
+		p := make([]float64, m.size())
 		m.init(p, 3)
 		rng := rand.New(rand.NewPCG(1, 2))
 		for i := range p {
 			p[i] += 0.05 * rng.NormFloat64() // biases too
 		}
-		g := make([]float64, m.nParams)
+		g := make([]float64, m.size())
 		var order []int
 		const scale = 0.5
 		loss := m.gradient(p, g, d.X, d.Y, scale, func(i int) { order = append(order, i) })
@@ -44,7 +44,7 @@ func TestGradient(t *testing.T) {
 		}
 		const h = 1e-6
 		worst := 0.0
-		for i := 0; i < m.nParams; i += 1 + m.nParams/300 {
+		for i := 0; i < m.size(); i += 1 + m.size()/300 {
 			old := p[i]
 			p[i] = old + h
 			lp, _ := m.evaluate(p, d.X, d.Y)
@@ -60,10 +60,58 @@ func TestGradient(t *testing.T) {
 	}
 }
 
+// TestHashedGradient: the sparse model's gradient against finite
+// differences on the weights its documents touch, the same after a
+// second call (which clears only what the first wrote), and sparse.
+func TestHashedGradient(t *testing.T) {
+	d := synthDocs(6, 7, 3)
+	m := newHashedLR()
+	p := make([]float64, m.size())
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range p {
+		p[i] = 0.05 * rng.NormFloat64()
+	}
+	g := make([]float64, m.size())
+	const scale = 0.5
+	m.gradient(p, g, d.X[:docTokens], d.Y[:1], scale, noReady) // another document first
+	loss := m.gradient(p, g, d.X, d.Y, scale, noReady)
+	sp := make([]float64, len(g))
+	if l := m.sparseGradient(p, sp, d.X, d.Y, scale); l != loss || !slices.Equal(sp, g) {
+		t.Errorf("sparseGradient on a zero vector differs from gradient")
+	}
+	if l2, _ := m.evaluate(p, d.X, d.Y); math.Abs(l2-loss) > 1e-12*loss {
+		t.Errorf("gradient's loss %v, evaluate's %v", loss, l2)
+	}
+	nonzero := 0
+	for _, v := range g {
+		if v != 0 {
+			nonzero++
+		}
+	}
+	if max := 6 * classes * (docTokens + 1); nonzero == 0 || nonzero > max {
+		t.Errorf("%d nonzero gradient components, want at most %d of %d", nonzero, max, len(g))
+	}
+	const h = 1e-6
+	worst := 0.0
+	for _, i := range append(slices.Clone(m.lastTouched()), 0, classes+5) {
+		old := p[i]
+		p[i] = old + h
+		lp, _ := m.evaluate(p, d.X, d.Y)
+		p[i] = old - h
+		lm, _ := m.evaluate(p, d.X, d.Y)
+		p[i] = old
+		num := scale * (lp - lm) / (2 * h)
+		worst = math.Max(worst, math.Abs(num-g[i])/math.Max(1e-3, math.Abs(num)))
+	}
+	if worst > 1e-4 {
+		t.Errorf("gradient differs from finite differences by %g relative", worst)
+	}
+}
+
 func TestNewModel(t *testing.T) {
 	m, err := newModel("mlp", 256, 128)
-	if err != nil || m.String() != "mlp 256-128-10" || m.nParams != 256*128+128+128*10+10 {
-		t.Fatalf("mlp: %v, %v, %d parameters", m, err, m.nParams)
+	if err != nil || m.String() != "mlp 256-128-10" || m.size() != 256*128+128+128*10+10 {
+		t.Fatalf("mlp: %v, %v, %d parameters", m, err, m.size())
 	}
 	if _, err := newModel("rnn", 4, 4); err == nil {
 		t.Error("an unknown model was accepted")
@@ -75,13 +123,13 @@ func TestNewModel(t *testing.T) {
 // gradient vector in order.
 func TestPlanBuckets(t *testing.T) {
 	m := newMLP("mlp", []int{256, 128, 10})
-	bs := planBuckets(m.tensors, 64<<10)
+	bs := planBuckets(m.layout(), 64<<10)
 	got := describeBuckets(bs)
 	if want := "[b2 W2 b1] 11.1 KiB, [W1] 256.0 KiB"; got != want {
 		t.Errorf("buckets %s, want %s", got, want)
 	}
 	for _, capBytes := range []int{8, 100, 4 << 10, 1 << 20} {
-		bs := planBuckets(m.tensors, capBytes)
+		bs := planBuckets(m.layout(), capBytes)
 		next, ti := 0, 0
 		for _, b := range bs {
 			if b.Lo != next || b.Hi <= b.Lo {
@@ -93,16 +141,16 @@ func TestPlanBuckets(t *testing.T) {
 			for range b.Names {
 				ti++
 			}
-			if b.Last != ti-1 || m.tensors[b.Last].Off+m.tensors[b.Last].N != b.Hi {
+			if b.Last != ti-1 || m.layout()[b.Last].Off+m.layout()[b.Last].N != b.Hi {
 				t.Errorf("cap %d: bucket ends at tensor %d, want %d", capBytes, b.Last, ti-1)
 			}
 			next = b.Hi
 		}
-		if next != m.nParams || ti != len(m.tensors) {
-			t.Errorf("cap %d: buckets cover %d of %d parameters, %d of %d tensors", capBytes, next, m.nParams, ti, len(m.tensors))
+		if next != m.size() || ti != len(m.layout()) {
+			t.Errorf("cap %d: buckets cover %d of %d parameters, %d of %d tensors", capBytes, next, m.size(), ti, len(m.layout()))
 		}
 	}
-	if n := len(planBuckets(m.tensors, 8)); n != 4 {
+	if n := len(planBuckets(m.layout(), 8)); n != 4 {
 		t.Errorf("with an 8-byte cap: %d buckets, want one per tensor (4)", n)
 	}
 }
