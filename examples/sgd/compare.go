@@ -4,21 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"image/color"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // compareTarget is the test accuracy whose time and steps the comparison
@@ -211,17 +205,7 @@ func writeComparePlot(file string, all []outcome, fits map[string]float64) error
 	acc.Y.Label.Text = "test accuracy"
 	acc.Add(plotter.NewGrid())
 	acc.Legend.Top = false
-	sp := plot.New()
-	sp.Title.Text = "speedup over 1 worker, with Amdahl fits"
-	sp.X.Label.Text = "workers"
-	sp.Y.Label.Text = "speedup"
-	sp.Add(plotter.NewGrid())
-	sp.Legend.Top, sp.Legend.Left = true, true
-	ideal := plotter.NewFunction(func(x float64) float64 { return x })
-	ideal.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-	ideal.Color = color.Gray{Y: 120}
-	sp.Add(ideal)
-	sp.Legend.Add("ideal", ideal)
+	sp := newSpeedupPlot("speedup over 1 worker, with Amdahl fits")
 	for i, mode := range modes {
 		var pts, spd plotter.XYs
 		spd = append(spd, plotter.XY{X: 1, Y: 1})
@@ -264,25 +248,5 @@ func writeComparePlot(file string, all []outcome, fits map[string]float64) error
 	}
 	sp.X.Min, sp.X.Max = 0.5, float64(top)+0.5
 	sp.Y.Min, sp.Y.Max = 0, float64(top)+0.5
-	const w, h = 12 * vg.Inch, 4.5 * vg.Inch
-	var c vg.CanvasWriterTo
-	if strings.ToLower(filepath.Ext(file)) == ".png" {
-		c = vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(96))}
-	} else {
-		c = vgsvg.New(w, h)
-	}
-	dc := draw.New(c)
-	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Inch / 3, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8, PadLeft: vg.Inch / 8, PadRight: vg.Inch / 8}
-	canvases := plot.Align([][]*plot.Plot{{acc, sp}}, tiles, dc)
-	acc.Draw(canvases[0][0])
-	sp.Draw(canvases[0][1])
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if _, err := c.WriteTo(f); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
+	return savePanels(file, 6*vg.Inch, acc, sp)
 }

@@ -126,15 +126,18 @@ func (p *sharedParams) snapshotAt(dst []float64, idx []int) {
 // is zero are not touched, which is what makes sparse updates cheap.
 func (p *sharedParams) add(a float64, d []float64) {
 	for i, x := range d {
-		if x == 0 {
-			continue
+		if x != 0 {
+			p.addOne(i, a*x)
 		}
-		for {
-			old := atomic.LoadUint64(&p.bits[i])
-			nu := math.Float64bits(math.Float64frombits(old) + a*x)
-			if atomic.CompareAndSwapUint64(&p.bits[i], old, nu) {
-				break
-			}
+	}
+}
+
+// addOne adds x to component i, atomically: a compare-and-swap loop.
+func (p *sharedParams) addOne(i int, x float64) {
+	for {
+		old := atomic.LoadUint64(&p.bits[i])
+		if atomic.CompareAndSwapUint64(&p.bits[i], old, math.Float64bits(math.Float64frombits(old)+x)) {
+			return
 		}
 	}
 }
@@ -143,18 +146,10 @@ func (p *sharedParams) add(a float64, d []float64) {
 // is added once).
 func (p *sharedParams) addAt(a float64, d []float64, idx []int) {
 	for _, i := range idx {
-		x := d[i]
-		if x == 0 {
-			continue
+		if x := d[i]; x != 0 {
+			p.addOne(i, a*x)
+			d[i] = 0 // a repeat of i adds nothing more, and d is zero again after
 		}
-		for {
-			old := atomic.LoadUint64(&p.bits[i])
-			nu := math.Float64bits(math.Float64frombits(old) + a*x)
-			if atomic.CompareAndSwapUint64(&p.bits[i], old, nu) {
-				break
-			}
-		}
-		d[i] = 0 // a repeat of i adds nothing more, and d is zero again after
 	}
 }
 

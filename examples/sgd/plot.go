@@ -34,19 +34,25 @@ func writePlot(file string, cfg *config, sc *scaling) error {
 	if err != nil {
 		return err
 	}
-	const w, h = 15 * vg.Inch, 4.5 * vg.Inch
+	return savePanels(file, 5*vg.Inch, loss, speed, split)
+}
+
+// savePanels draws the plots side by side, each w wide, into file (SVG or
+// PNG by its extension).
+func savePanels(file string, w vg.Length, panels ...*plot.Plot) error {
+	width, h := w*vg.Length(len(panels)), 4.5*vg.Inch
 	var c vg.CanvasWriterTo
 	if strings.ToLower(filepath.Ext(file)) == ".png" {
-		c = vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(96))}
+		c = vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(width, h), vgimg.UseDPI(96))}
 	} else {
-		c = vgsvg.New(w, h)
+		c = vgsvg.New(width, h)
 	}
 	dc := draw.New(c)
-	tiles := draw.Tiles{Rows: 1, Cols: 3, PadX: vg.Inch / 3, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8, PadLeft: vg.Inch / 8, PadRight: vg.Inch / 8}
-	canvases := plot.Align([][]*plot.Plot{{loss, speed, split}}, tiles, dc)
-	loss.Draw(canvases[0][0])
-	speed.Draw(canvases[0][1])
-	split.Draw(canvases[0][2])
+	tiles := draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Inch / 3, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8, PadLeft: vg.Inch / 8, PadRight: vg.Inch / 8}
+	canvases := plot.Align([][]*plot.Plot{panels}, tiles, dc)
+	for i, p := range panels {
+		p.Draw(canvases[0][i])
+	}
 	f, err := os.Create(file)
 	if err != nil {
 		return err
@@ -98,12 +104,7 @@ func workersLabel(n int) string {
 
 // speedupPlot: measured speedup against workers, the ideal, and Amdahl.
 func speedupPlot(sc *scaling) (*plot.Plot, error) {
-	p := plot.New()
-	p.Title.Text = "speedup (same global batch)"
-	p.X.Label.Text = "workers"
-	p.Y.Label.Text = "speedup"
-	p.Add(plotter.NewGrid())
-	p.Legend.Top, p.Legend.Left = true, true
+	p := newSpeedupPlot("speedup (same global batch)")
 	var pts plotter.XYs
 	maxN := 1
 	for _, r := range sc.Runs {
@@ -112,11 +113,6 @@ func speedupPlot(sc *scaling) (*plot.Plot, error) {
 			maxN = max(maxN, r.Workers)
 		}
 	}
-	ideal := plotter.NewFunction(func(x float64) float64 { return x })
-	ideal.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-	ideal.Color = color.Gray{Y: 120}
-	p.Add(ideal)
-	p.Legend.Add("ideal", ideal)
 	if sc.SerialFraction >= 0 {
 		s := sc.SerialFraction
 		am := plotter.NewFunction(func(x float64) float64 { return amdahl(s, x) })
@@ -138,6 +134,22 @@ func speedupPlot(sc *scaling) (*plot.Plot, error) {
 	p.X.Min, p.X.Max = 0.5, float64(maxN)+0.5
 	p.Y.Min, p.Y.Max = 0, float64(maxN)+0.5
 	return p, nil
+}
+
+// newSpeedupPlot is an empty speedup panel with the ideal line.
+func newSpeedupPlot(title string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "workers"
+	p.Y.Label.Text = "speedup"
+	p.Add(plotter.NewGrid())
+	p.Legend.Top, p.Legend.Left = true, true
+	ideal := plotter.NewFunction(func(x float64) float64 { return x })
+	ideal.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	ideal.Color = color.Gray{Y: 120}
+	p.Add(ideal)
+	p.Legend.Add("ideal", ideal)
+	return p
 }
 
 // splitPlot: step time per worker count, compute under communication.

@@ -42,22 +42,33 @@ func TestGradient(t *testing.T) {
 		if l2, _ := m.evaluate(p, d.X, d.Y); math.Abs(l2-loss) > 1e-12*loss {
 			t.Errorf("%s: gradient's loss %v, evaluate's %v", kind, loss, l2)
 		}
-		const h = 1e-6
-		worst := 0.0
+		var idx []int
 		for i := 0; i < m.size(); i += 1 + m.size()/300 {
-			old := p[i]
-			p[i] = old + h
-			lp, _ := m.evaluate(p, d.X, d.Y)
-			p[i] = old - h
-			lm, _ := m.evaluate(p, d.X, d.Y)
-			p[i] = old
-			num := scale * (lp - lm) / (2 * h)
-			worst = math.Max(worst, math.Abs(num-g[i])/math.Max(1e-3, math.Abs(num)))
+			idx = append(idx, i)
 		}
-		if worst > 1e-4 {
+		if worst := finiteDiff(m, p, g, d, scale, idx); worst > 1e-4 {
 			t.Errorf("%s: gradient differs from finite differences by %g relative", kind, worst)
 		}
 	}
+}
+
+// finiteDiff is the largest relative difference, over the components
+// idx, between g and the central finite difference of scale times m's
+// summed loss on d.
+func finiteDiff(m learner, p, g []float64, d *dataset, scale float64, idx []int) float64 {
+	const h = 1e-6
+	worst := 0.0
+	for _, i := range idx {
+		old := p[i]
+		p[i] = old + h
+		lp, _ := m.evaluate(p, d.X, d.Y)
+		p[i] = old - h
+		lm, _ := m.evaluate(p, d.X, d.Y)
+		p[i] = old
+		num := scale * (lp - lm) / (2 * h)
+		worst = math.Max(worst, math.Abs(num-g[i])/math.Max(1e-3, math.Abs(num)))
+	}
+	return worst
 }
 
 // TestHashedGradient: the sparse model's gradient against finite
@@ -91,19 +102,7 @@ func TestHashedGradient(t *testing.T) {
 	if max := 6 * classes * (docTokens + 1); nonzero == 0 || nonzero > max {
 		t.Errorf("%d nonzero gradient components, want at most %d of %d", nonzero, max, len(g))
 	}
-	const h = 1e-6
-	worst := 0.0
-	for _, i := range append(slices.Clone(m.lastTouched()), 0, classes+5) {
-		old := p[i]
-		p[i] = old + h
-		lp, _ := m.evaluate(p, d.X, d.Y)
-		p[i] = old - h
-		lm, _ := m.evaluate(p, d.X, d.Y)
-		p[i] = old
-		num := scale * (lp - lm) / (2 * h)
-		worst = math.Max(worst, math.Abs(num-g[i])/math.Max(1e-3, math.Abs(num)))
-	}
-	if worst > 1e-4 {
+	if worst := finiteDiff(m, p, g, d, scale, append(slices.Clone(m.lastTouched()), 0, classes+5)); worst > 1e-4 {
 		t.Errorf("gradient differs from finite differences by %g relative", worst)
 	}
 }
