@@ -74,7 +74,6 @@ func runCompare(ctx context.Context, cfg *config, stdout, stderr io.Writer) int 
 	for _, mode := range modes {
 		c := *cfg
 		c.mode = mode
-		var runs []*runSummary
 		for _, n := range cfg.sizes {
 			launch := launchGroup
 			if mode == "downpour" {
@@ -89,7 +88,6 @@ func runCompare(ctx context.Context, cfg *config, stdout, stderr io.Writer) int 
 			}
 			o := summarise(mode, r)
 			fmt.Fprintf(stdout, " %.2f%% in %.2fs\n", 100*o.TestAcc, o.TrainS)
-			runs = append(runs, r)
 			all = append(all, o)
 		}
 	}
