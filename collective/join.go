@@ -3,9 +3,12 @@ package collective
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
 	"sync"
 	"time"
 
+	"github.com/ringo-ml/ringo/internal/launchenv"
 	"github.com/ringo-ml/ringo/internal/member"
 	"github.com/ringo-ml/ringo/internal/wire"
 )
@@ -219,4 +222,45 @@ func (c *Communicator) detach() {
 	}
 	close(m.stop)
 	m.wg.Wait()
+}
+
+// JoinEnv is Join for a process started by a launcher: mpirun (Open
+// MPI), srun (SLURM), torchrun or the Kubernetes operators that set its
+// variables, a Kubernetes Indexed Job, or ringo's own RINGO_RANK,
+// RINGO_WORLD_SIZE and RINGO_SEED. The zero fields of cfg are filled from
+// the launcher's variables: World, the requested Rank (the launcher's,
+// so that ranks follow the launcher's order), and Bind and Join (rank 0
+// binds the seed address the launcher implies, the others join it;
+// docs/deploy.md says where each launcher's seed is). Unless GOMAXPROCS
+// is set in the environment, the processes of a host share its cores
+// (runtime.GOMAXPROCS = cores ÷ local processes), as MPI launchers bind
+// ranks to cores. The cluster key still comes from RINGO_CLUSTER_KEY or
+// JoinConfig.Key, never from the launcher. It fails with ErrInvalid when
+// no launcher's variables are set or they are wrong.
+func JoinEnv(ctx context.Context, cfg JoinConfig) (*Communicator, error) {
+	env, ok, err := launchenv.Detect(os.Getenv)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("collective: %w: %v", ErrInvalid, err)
+	case !ok:
+		return nil, fmt.Errorf("collective: %w: JoinEnv: no launcher's variables are set (RINGO_RANK, RANK and WORLD_SIZE, OMPI_COMM_WORLD_RANK, SLURM_PROCID or JOB_COMPLETION_INDEX)", ErrInvalid)
+	}
+	if cfg.World == 0 && cfg.Min == 0 && cfg.Max == 0 {
+		cfg.World = env.World
+	}
+	if cfg.Rank == nil {
+		r := env.Rank
+		cfg.Rank = &r
+	}
+	if cfg.Bind == "" && len(cfg.Join) == 0 {
+		if cfg.Bind, cfg.Join, err = env.Addresses(); err != nil {
+			return nil, fmt.Errorf("collective: JoinEnv (%s): %w", env.Launcher, err)
+		}
+	}
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		if p := env.Procs(runtime.NumCPU()); p > 0 {
+			runtime.GOMAXPROCS(p)
+		}
+	}
+	return Join(ctx, cfg)
 }

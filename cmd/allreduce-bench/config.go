@@ -133,6 +133,7 @@ type config struct {
 	join  string // seed gossip addresses, comma-separated
 	bind  string // this worker's gossip address
 	world int    // alias of -np in join mode
+	npSet bool   // -np or -world given: launch (or join) that many, whatever the environment
 	// Elastic group (-min, -max): forms with min to max workers, re-forms
 	// at the next epoch after a loss and takes newcomers in between sizes.
 	min, max      int
@@ -388,7 +389,10 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	if cfg.world > 0 {
 		cfg.np = cfg.world
 	}
-	fs.Visit(func(f *flag.Flag) { cfg.settleSet = cfg.settleSet || f.Name == "settle" })
+	fs.Visit(func(f *flag.Flag) {
+		cfg.settleSet = cfg.settleSet || f.Name == "settle"
+		cfg.npSet = cfg.npSet || f.Name == "np" || f.Name == "world"
+	})
 	if err := cfg.validateJoin(); err != nil {
 		return nil, err
 	}

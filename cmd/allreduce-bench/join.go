@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/ringo-ml/ringo/collective"
+	"github.com/ringo-ml/ringo/internal/launchenv"
 )
 
 // joinTimeout bounds finding the group and agreeing on its view.
@@ -47,7 +49,38 @@ func runJoin(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "allreduce-bench: joining group %q at %s: %v\n", jc.Group, cfg.join, err)
 		return exitFailed
 	}
-	fmt.Fprintf(stderr, "allreduce-bench: joined group %q at epoch %d: rank %d of %d\n", jc.Group, comm.Epoch(), comm.Rank(), comm.Size())
+	return runJoined(ctx, cfg, comm, jc.Group, stdout, stderr)
+}
+
+// runLaunched is one rank of a job that mpirun, srun, torchrun or an
+// Indexed Job started (env says which): the group forms from the
+// launcher's variables (collective.JoinEnv), with no flag of ringo's.
+func runLaunched(ctx context.Context, cfg *config, env launchenv.Env, stdout, stderr io.Writer) int {
+	cfg.np = env.World
+	// The library's informational records (membership, views) would be
+	// printed once per rank; warnings stay.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	jc := collective.JoinConfig{
+		Group: "allreduce-bench",
+		Comm: collective.Config{Algorithm: cfg.algo, Transport: cfg.tport, ChunkBytes: int(cfg.chunk), Channels: cfg.channels,
+			Timeout: cfg.opTimeout(), Logger: log},
+	}
+	if cfg.group != "" {
+		jc.Group = cfg.group
+	}
+	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	comm, err := collective.JoinEnv(jctx, jc)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "allreduce-bench: rank %d of %d (%s): joining group %q at %s: %v\n", env.Rank, env.World, env.Launcher, jc.Group, env.Seed, err)
+		return exitFailed
+	}
+	return runJoined(ctx, cfg, comm, jc.Group, stdout, stderr)
+}
+
+// runJoined runs the sweep on a communicator made by Join or JoinEnv.
+func runJoined(ctx context.Context, cfg *config, comm *collective.Communicator, group string, stdout, stderr io.Writer) int {
+	fmt.Fprintf(stderr, "allreduce-bench: joined group %q at epoch %d: rank %d of %d\n", group, comm.Epoch(), comm.Rank(), comm.Size())
 	if cfg.elastic() {
 		return runElastic(ctx, cfg, comm, stdout, stderr)
 	}

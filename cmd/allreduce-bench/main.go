@@ -26,6 +26,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/ringo-ml/ringo/internal/launchenv"
 )
 
 // Exit statuses.
@@ -50,13 +52,28 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "allreduce-bench: %v\nRun allreduce-bench -h for the flags.\n", err)
 		return exitUsage
 	}
-	if !cfg.worker && !cfg.inproc && cfg.join == "" {
+	var launched *launchenv.Env
+	if !cfg.worker && !cfg.inproc && cfg.join == "" && !cfg.npSet {
+		// Started by mpirun, srun, torchrun or an Indexed Job: one rank of
+		// the job, not a launcher of its own.
+		env, ok, err := launchenv.Detect(os.Getenv)
+		if err != nil {
+			fmt.Fprintf(stderr, "allreduce-bench: %v\n", err)
+			return exitUsage
+		}
+		if ok {
+			launched = &env
+		}
+	}
+	if !cfg.worker && !cfg.inproc && cfg.join == "" && launched == nil {
 		return runLauncher(cfg, args, stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var code int
 	switch {
+	case launched != nil:
+		code = runLaunched(ctx, cfg, *launched, stdout, stderr)
 	case cfg.join != "":
 		code = runJoin(ctx, cfg, stdout, stderr)
 	case cfg.worker:

@@ -10,7 +10,7 @@ package layers
 // Layers lists the module's packages from the floor up.
 var Layers = []Layer{
 	{"schedules, kernels", []string{"ring", "tree", "internal/reduce", "internal/turns", "internal/schedtest", "internal/race"}},
-	{"wire, system", []string{"internal/wire/fb", "internal/wire", "internal/shm", "internal/pki", "internal/netem"}},
+	{"wire, system", []string{"internal/wire/fb", "internal/wire", "internal/shm", "internal/pki", "internal/netem", "internal/launchenv"}},
 	{"transports, gossip", []string{"internal/transport", "rendezvous"}},
 	{"engine contract", []string{"internal/engine"}},
 	{"models, ordering", []string{"internal/cost", "internal/order"}},
