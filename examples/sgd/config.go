@@ -43,6 +43,7 @@ type config struct {
 	compare     bool // run all five modes and compare them
 	rank        int  // downpour worker: its rank, from the launcher
 	serve       bool // downpour: serve the parameters for workers started elsewhere
+	launched    bool // started by mpirun, srun, torchrun or an Indexed Job: a worker, group from their variables
 
 	// Running it.
 	workers   int

@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/ringo-ml/ringo/collective"
+	"github.com/ringo-ml/ringo/internal/launchenv"
 )
 
 // Exit statuses.
@@ -79,6 +80,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.join == "" && !cfg.compare && !cfg.serve {
+		// Started by mpirun, srun, torchrun or an Indexed Job: one worker
+		// of the job, its group formed from the launcher's variables.
+		env, ok, err := launchenv.Detect(os.Getenv)
+		if err != nil {
+			fmt.Fprintf(stderr, "sgd: %v\n", err)
+			return exitUsage
+		}
+		if ok {
+			if cfg.mode == "downpour" {
+				fmt.Fprintf(stderr, "sgd: -mode downpour under a launcher: start the server with -serve and the workers with -join and -rank\n")
+				return exitUsage
+			}
+			cfg.workers, cfg.sizes, cfg.launched = env.World, []int{env.World}, true
+			return runJoin(ctx, cfg, stdout, stderr)
+		}
+	}
 	switch {
 	case cfg.serve:
 		if err := runDownpourServe(ctx, cfg, stdout); err != nil {
@@ -139,8 +157,13 @@ func runJoin(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 	if cfg.elastic() {
 		jc.World, jc.Min, jc.Max, jc.Settle = 0, cfg.min, cfg.max, cfg.settle
 	}
+	join := collective.Join
+	if cfg.launched {
+		jc.World, jc.Join, jc.Bind = 0, nil, ""
+		join = collective.JoinEnv
+	}
 	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
-	comm, err := collective.Join(jctx, jc)
+	comm, err := join(jctx, jc)
 	cancel()
 	if err != nil {
 		logf("joining group %q at %s: %v", cfg.group, cfg.join, err)

@@ -224,3 +224,24 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestUnderMPIRun: under a real mpirun the program is one worker of the
+// job, its group formed from mpirun's variables, with no flag of ringo's.
+func TestUnderMPIRun(t *testing.T) {
+	mpirun, err := exec.LookPath("mpirun")
+	if err != nil {
+		t.Skip("mpirun is not installed (Debian: apt-get install openmpi-bin); .ci/run installs it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mpirun, append([]string{"--allow-run-as-root", "--oversubscribe", "-np", "2", sgdBin}, small...)...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mpirun: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "done: 48 steps applied, 2 workers at the end") {
+		t.Errorf("output lacks the end of a 2-worker run:\n%s", out)
+	}
+}
