@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"time"
+	"unsafe"
 
 	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/engine/stream"
@@ -21,14 +22,25 @@ type tensor struct {
 	n  int // elements
 }
 
-// asTensor accepts []float32 and []float64. A nil slice of either type is a
-// valid empty tensor; nil (untyped) is accepted where allowNil says so.
+// asTensor accepts []float32, []float64, []int32, []int64, []uint8,
+// []Float16 and []BFloat16. A nil slice of any of them is a valid empty
+// tensor; nil (untyped) is accepted where allowNil says so.
 func asTensor(name string, v any, allowNil bool) (tensor, error) {
 	switch s := v.(type) {
 	case []float32:
 		return tensor{engine.Bytes(s), wire.Float32, len(s)}, nil
 	case []float64:
 		return tensor{engine.Bytes(s), wire.Float64, len(s)}, nil
+	case []int32:
+		return tensor{bytesOf(s), wire.Int32, len(s)}, nil
+	case []int64:
+		return tensor{bytesOf(s), wire.Int64, len(s)}, nil
+	case []uint8:
+		return tensor{s, wire.Uint8, len(s)}, nil
+	case []Float16:
+		return tensor{bytesOf(s), wire.Float16, len(s)}, nil
+	case []BFloat16:
+		return tensor{bytesOf(s), wire.BFloat16, len(s)}, nil
 	case nil:
 		if allowNil {
 			return tensor{}, nil
@@ -37,7 +49,19 @@ func asTensor(name string, v any, allowNil bool) (tensor, error) {
 	}
 	// reflect.TypeOf, not %T: passing v to fmt would make every caller's
 	// slice escape to the heap, one allocation per call.
-	return tensor{}, fmt.Errorf("%w: %s is a %s; want []float32 or []float64", ErrInvalid, name, reflect.TypeOf(v))
+	return tensor{}, fmt.Errorf("%w: %s is a %s; want []float32, []float64, []int32, []int64, []uint8, []Float16 or []BFloat16", ErrInvalid, name, reflect.TypeOf(v))
+}
+
+// bytesOf views any slice of fixed-size elements as its bytes.
+func bytesOf[T any](s []T) []byte {
+	if len(s) == 0 {
+		if s == nil {
+			return nil
+		}
+		return []byte{}
+	}
+	var z T
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(z)))
 }
 
 // AllReduce reduces buf element by element over all ranks with op and
@@ -47,6 +71,12 @@ func (c *Communicator) AllReduce(ctx context.Context, buf any, op ReduceOp, opts
 	t, err := asTensor("buf", buf, false)
 	if err == nil {
 		err = checkOp(op)
+	}
+	if err == nil {
+		err = checkAvg(op, t.dt)
+	}
+	if err == nil && half(t.dt) {
+		return c.reduceHalf(ctx, t, tensor{}, func(d, _ []float32) error { return c.AllReduce(ctx, d, op, opts...) })
 	}
 	h.DType, h.Count, h.Reduce = t.dt, uint64(t.n), op.wire()
 	return c.do(ctx, &h, err, opts, func(o *stream.Op) {
@@ -86,6 +116,18 @@ func (c *Communicator) Reduce(ctx context.Context, dst, src any, op ReduceOp, ro
 		if d, err = asTensor("dst", dst, false); err == nil {
 			err = sameShape("dst", d, s.dt, s.n)
 		}
+	}
+	if err == nil {
+		err = checkAvg(op, s.dt)
+	}
+	if err == nil && half(s.dt) {
+		return c.reduceHalf(ctx, d, s, func(df, sf []float32) error {
+			var dv any
+			if df != nil {
+				dv = df
+			}
+			return c.Reduce(ctx, dv, sf, op, root, opts...)
+		})
 	}
 	h.DType, h.Count, h.Reduce, h.Root = s.dt, uint64(s.n), op.wire(), int32(root)
 	return c.do(ctx, &h, err, opts, func(o *stream.Op) {
@@ -149,6 +191,12 @@ func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Reduc
 	}
 	if err == nil {
 		err = checkOp(op)
+	}
+	if err == nil {
+		err = checkAvg(op, d.dt)
+	}
+	if err == nil && half(d.dt) {
+		return c.reduceHalf(ctx, d, s, func(df, sf []float32) error { return c.ReduceScatter(ctx, df, sf, op, opts...) })
 	}
 	h.DType, h.Count, h.Reduce = d.dt, uint64(d.n), op.wire()
 	return c.do(ctx, &h, err, opts, func(o *stream.Op) {

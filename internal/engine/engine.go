@@ -113,15 +113,36 @@ func AlignedBytes(n int) []byte {
 	return Bytes(make([]float64, (n+7)/8))[:n]
 }
 
+// As views bytes as elements of T (aligned: see F32).
+func As[T any](b []byte) []T {
+	var z T
+	n := int(unsafe.Sizeof(z))
+	if len(b) < n {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/n)
+}
+
 // ReduceInto sets dst = dst ⊕ src elementwise, for dt's element type.
+// The engines reduce float32, float64 and the integers; collective moves
+// 16-bit floats' reductions to float32 before they get here.
 func ReduceInto(dt wire.DType, k reduce.Operator, dst, src []byte) {
 	if len(dst) == 0 {
 		return
 	}
-	if dt == wire.Float64 {
+	switch dt {
+	case wire.Float64:
 		reduce.Float64(k, F64(dst), F64(src))
-	} else {
+	case wire.Float32:
 		reduce.Float32(k, F32(dst), F32(src))
+	case wire.Int32:
+		reduce.Ints(k, As[int32](dst), As[int32](src))
+	case wire.Int64:
+		reduce.Ints(k, As[int64](dst), As[int64](src))
+	case wire.Uint8:
+		reduce.Ints(k, dst, src)
+	default:
+		panic("engine: no reduction for " + dt.String())
 	}
 }
 

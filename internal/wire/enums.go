@@ -70,15 +70,20 @@ func (o Op) Rooted() bool {
 type DType uint8
 
 const (
-	Float32 DType = 1
-	Float64 DType = 2
+	Float32  DType = 1
+	Float64  DType = 2
+	Int32    DType = 3
+	Int64    DType = 4
+	Uint8    DType = 5
+	Float16  DType = 6 // IEEE 754 binary16
+	BFloat16 DType = 7 // bfloat16: float32's exponent, 7 bits of mantissa
 )
 
 // Valid reports whether d is a known element type.
-func (d DType) Valid() bool { return d == Float32 || d == Float64 }
+func (d DType) Valid() bool { return d >= Float32 && d <= BFloat16 }
 
 // dtypeShift is log2 of each valid DType's size.
-var dtypeShift = [...]uint8{Float32: 2, Float64: 3}
+var dtypeShift = [...]uint8{Float32: 2, Float64: 3, Int32: 2, Int64: 3, Uint8: 0, Float16: 1, BFloat16: 1}
 
 // Size is the size of one element in bytes, 0 for an invalid DType.
 func (d DType) Size() int {
@@ -94,6 +99,16 @@ func (d DType) String() string {
 		return "float32"
 	case Float64:
 		return "float64"
+	case Int32:
+		return "int32"
+	case Int64:
+		return "int64"
+	case Uint8:
+		return "uint8"
+	case Float16:
+		return "float16"
+	case BFloat16:
+		return "bfloat16"
 	}
 	return "DType(" + strconv.Itoa(int(d)) + ")"
 }

@@ -204,7 +204,7 @@ func TestEnumStrings(t *testing.T) {
 	for _, c := range []struct{ got, want string }{
 		{KindData.String(), "data"}, {Kind(0).String(), "Kind(0)"},
 		{OpAllReduce.String(), "AllReduce"}, {OpSendRecv.String(), "SendRecv"}, {Op(9).String(), "Op(9)"},
-		{Float32.String(), "float32"}, {Float64.String(), "float64"}, {DType(7).String(), "DType(7)"},
+		{Float32.String(), "float32"}, {Float64.String(), "float64"}, {BFloat16.String(), "bfloat16"}, {DType(8).String(), "DType(8)"},
 		{RedNone.String(), "none"}, {RedAvg.String(), "avg"}, {ReduceOp(6).String(), "ReduceOp(6)"},
 		{AlgoRing.String(), "ring"}, {AlgoTree.String(), "tree"}, {Algo(0).String(), "Algo(0)"},
 		{CodePeerLost.String(), "peer-lost"}, {Code(0).String(), "Code(0)"},
@@ -219,7 +219,7 @@ func TestEnumStrings(t *testing.T) {
 	if Kind(0).Valid() || Op(0).Valid() || DType(0).Valid() || Algo(0).Valid() || Code(0).Valid() || !RedNone.Valid() {
 		t.Error("zero validity")
 	}
-	if Kind(4).Valid() || Op(9).Valid() || DType(3).Valid() || ReduceOp(6).Valid() || Algo(3).Valid() || Code(12).Valid() {
+	if Kind(4).Valid() || Op(9).Valid() || DType(8).Valid() || ReduceOp(6).Valid() || Algo(3).Valid() || Code(12).Valid() {
 		t.Error("upper bound validity")
 	}
 }
@@ -253,7 +253,7 @@ func TestInvalidFields(t *testing.T) {
 		{data(func(h *Header) { h.Op = 0 }), "op 0 out of range"},
 		{data(func(h *Header) { h.Op = 9 }), "op 9 out of range"},
 		{data(func(h *Header) { h.DType = 0 }), "dtype 0 out of range"},
-		{data(func(h *Header) { h.DType = 7 }), "dtype 7 out of range"},
+		{data(func(h *Header) { h.DType = 8 }), "dtype 8 out of range"},
 		{data(func(h *Header) { h.Reduce = 6 }), "reduce op 6 out of range"},
 		{data(func(h *Header) { h.Algo = 0 }), "algo 0 out of range"},
 		{data(func(h *Header) { h.Algo = 3 }), "algo 3 out of range"},

@@ -377,7 +377,8 @@ func (r *run) reduceInto(dst, dst2 []byte, in [][]byte, lo, hi int) {
 		return
 	}
 	g, k := r.g, r.call.Kernel
-	if r.call.Hdr.DType == wire.Float64 {
+	switch r.call.Hdr.DType {
+	case wire.Float64:
 		for j := range in {
 			g.v64[j] = engine.F64(in[j][lo:hi])
 		}
@@ -387,13 +388,23 @@ func (r *run) reduceInto(dst, dst2 []byte, in [][]byte, lo, hi int) {
 			reduce.Reduce64To2(k, engine.F64(dst), engine.F64(dst2), g.v64[:len(in)])
 		}
 		return
+	case wire.Float32:
+		for j := range in {
+			g.v32[j] = engine.F32(in[j][lo:hi])
+		}
+		if dst2 == nil {
+			reduce.Reduce32(k, engine.F32(dst), g.v32[:len(in)])
+		} else {
+			reduce.Reduce32To2(k, engine.F32(dst), engine.F32(dst2), g.v32[:len(in)])
+		}
+		return
 	}
-	for j := range in {
-		g.v32[j] = engine.F32(in[j][lo:hi])
+	// The integers: in rank order, as the floats.
+	copy(dst, in[0][lo:hi])
+	for j := 1; j < len(in); j++ {
+		engine.ReduceInto(r.call.Hdr.DType, k, dst, in[j][lo:hi])
 	}
-	if dst2 == nil {
-		reduce.Reduce32(k, engine.F32(dst), g.v32[:len(in)])
-	} else {
-		reduce.Reduce32To2(k, engine.F32(dst), engine.F32(dst2), g.v32[:len(in)])
+	if dst2 != nil {
+		copy(dst2, dst)
 	}
 }

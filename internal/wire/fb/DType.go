@@ -7,21 +7,36 @@ import "strconv"
 type DType byte
 
 const (
-	DTypeNone    DType = 0
-	DTypeFloat32 DType = 1
-	DTypeFloat64 DType = 2
+	DTypeNone     DType = 0
+	DTypeFloat32  DType = 1
+	DTypeFloat64  DType = 2
+	DTypeInt32    DType = 3
+	DTypeInt64    DType = 4
+	DTypeUint8    DType = 5
+	DTypeFloat16  DType = 6
+	DTypeBFloat16 DType = 7
 )
 
 var EnumNamesDType = map[DType]string{
-	DTypeNone:    "None",
-	DTypeFloat32: "Float32",
-	DTypeFloat64: "Float64",
+	DTypeNone:     "None",
+	DTypeFloat32:  "Float32",
+	DTypeFloat64:  "Float64",
+	DTypeInt32:    "Int32",
+	DTypeInt64:    "Int64",
+	DTypeUint8:    "Uint8",
+	DTypeFloat16:  "Float16",
+	DTypeBFloat16: "BFloat16",
 }
 
 var EnumValuesDType = map[string]DType{
-	"None":    DTypeNone,
-	"Float32": DTypeFloat32,
-	"Float64": DTypeFloat64,
+	"None":     DTypeNone,
+	"Float32":  DTypeFloat32,
+	"Float64":  DTypeFloat64,
+	"Int32":    DTypeInt32,
+	"Int64":    DTypeInt64,
+	"Uint8":    DTypeUint8,
+	"Float16":  DTypeFloat16,
+	"BFloat16": DTypeBFloat16,
 }
 
 func (v DType) String() string {
