@@ -1,6 +1,7 @@
 // Package collective runs collective operations — AllReduce, Broadcast,
-// Reduce, Gather, AllGather, ReduceScatter and Barrier — on []float32 and
-// []float64 tensors among the ranks of a group: through shared memory
+// Reduce, Gather, AllGather, ReduceScatter and Barrier — on tensors of the
+// dtypes machine learning uses ([]float32, []float64, []int32, []int64,
+// []uint8, []Float16, []BFloat16) among the ranks of a group: through shared memory
 // between processes of one host; between hosts always encrypted and
 // mutually authenticated, over TLS lanes or QUIC (or plaintext TCP on a
 // network you trust); or over in-memory pipes between goroutines.
@@ -40,7 +41,11 @@
 // The bits of a result depend on the world size, the algorithm and the
 // inputs, never on timing or chunk size: each reduced element is computed
 // once, in an order fixed by the schedule (see package ring), and copied to
-// the other ranks. NaN propagates through Min and Max.
+// the other ranks. NaN propagates through Min and Max. Integer sums and
+// products wrap on overflow as Go's arithmetic does; Avg is refused for
+// integers. Float16 and BFloat16 reductions are accumulated in float32
+// (their partials cross the links as float32s) and each element is
+// rounded to 16 bits once, to nearest, ties to even.
 //
 // # How it moves data
 //

@@ -198,3 +198,38 @@ func checkHalf[T ~uint16](t *testing.T, ctx context.Context, comms []*collective
 	}
 	checkMoves(t, ctx, comms, in)
 }
+
+// TestBFloat16From: rounding to the nearest bfloat16, ties to even, NaN
+// kept a NaN, infinities and overflow to infinity.
+func TestBFloat16From(t *testing.T) {
+	for _, tc := range []struct {
+		in   float32
+		want uint16
+	}{
+		{1, 0x3f80}, {-2, 0xc000}, {0, 0}, {float32(math.Inf(1)), 0x7f80},
+		{math.Float32frombits(0x3f808000), 0x3f80}, // a tie: to even (down)
+		{math.Float32frombits(0x3f818000), 0x3f82}, // a tie: to even (up)
+		{math.Float32frombits(0x3f808001), 0x3f81}, // above the tie
+		{math.MaxFloat32, 0x7f80},                  // rounds past the largest bfloat16
+	} {
+		if got := collective.BFloat16From(tc.in); uint16(got) != tc.want {
+			t.Errorf("BFloat16From(%v) = %#x, want %#x", tc.in, uint16(got), tc.want)
+		}
+	}
+	if nan := collective.BFloat16From(float32(math.NaN())).Float32(); nan == nan {
+		t.Error("NaN did not stay a NaN")
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 10000 {
+		f := math.Float32frombits(r.Uint32()&^(0xff<<23) | 0x3f<<24) // finite, moderate
+		got := collective.BFloat16From(f)
+		lo := math.Float32frombits(math.Float32bits(f) &^ 0xffff)
+		hi := math.Float32frombits(math.Float32bits(lo) + 0x10000)
+		if g := got.Float32(); g != lo && g != hi || math.Abs(float64(g-f)) > math.Abs(float64(lo-f)) && math.Abs(float64(g-f)) > math.Abs(float64(hi-f)) {
+			t.Fatalf("BFloat16From(%v) = %v, not the nearest of %v and %v", f, g, lo, hi)
+		}
+	}
+	if h := collective.Float16From(1.5); h.Float32() != 1.5 || uint16(h) != 0x3e00 {
+		t.Errorf("Float16From(1.5) = %#x", uint16(h))
+	}
+}
