@@ -75,30 +75,30 @@ type dtype int
 const (
 	float32T dtype = iota
 	float64T
+	int32T
+	int64T
+	uint8T
+	float16T
+	bfloat16T
+)
+
+// dtypeNames are the -t names, in dtype order; nccl-tests' names follow.
+var (
+	dtypeNames = []string{"float32", "float64", "int32", "int64", "uint8", "float16", "bfloat16"}
+	ncclNames  = []string{"float", "double", "int32", "int64", "uint8", "half", "bfloat16"}
+	dtypeSizes = []int64{4, 8, 4, 8, 1, 2, 2}
 )
 
 // size is the element size in bytes.
-func (d dtype) size() int64 {
-	if d == float64T {
-		return 8
-	}
-	return 4
-}
+func (d dtype) size() int64 { return dtypeSizes[d] }
 
 // ncclName is the type's name in the table, as nccl-tests prints it.
-func (d dtype) ncclName() string {
-	if d == float64T {
-		return "double"
-	}
-	return "float"
-}
+func (d dtype) ncclName() string { return ncclNames[d] }
 
-func (d dtype) String() string {
-	if d == float64T {
-		return "float64"
-	}
-	return "float32"
-}
+func (d dtype) String() string { return dtypeNames[d] }
+
+// integer reports whether d is an integer type (no Avg).
+func (d dtype) integer() bool { return d == int32T || d == int64T || d == uint8T }
 
 var redOps = []collective.ReduceOp{collective.Sum, collective.Prod, collective.Min, collective.Max, collective.Avg}
 
@@ -319,7 +319,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.Var(sizeFlag{&cfg.minBytes}, "b", "smallest size in `BYTES` (K, M, G suffixes; 1K = 1024)")
 	fs.Var(sizeFlag{&cfg.maxBytes}, "e", "largest size in `BYTES` (K, M, G suffixes)")
 	fs.Int64Var(&cfg.factor, "f", cfg.factor, "multiplication `factor` between sizes (at least 2)")
-	fs.Var(choiceFlag{&dt, []string{"float32", "float64"}, map[string]int{"float": 0, "double": 1}}, "t", "element `TYPE`: float32|float64 (or float|double)")
+	fs.Var(choiceFlag{&dt, dtypeNames, map[string]int{"float": 0, "double": 1, "half": 5}}, "t", "element `TYPE`: "+strings.Join(dtypeNames, "|")+" (or float|double|half)")
 	fs.Var(choiceFlag{&redop, redNames, nil}, "o", "reduction operator `REDOP`: "+strings.Join(redNames, "|"))
 	fs.IntVar(&cfg.root, "root", 0, "root `rank` of broadcast, reduce and gather")
 	fs.Var(choiceFlag{&algo, algoNames, nil}, "algo", "algorithm `ALGO`: auto (collective picks per call), ring or tree (ops without a tree schedule run the ring), or compare (ring, tree and auto in turns within each size, a row each, with auto's ratios below the table)")
@@ -417,6 +417,8 @@ func (cfg *config) validate() error {
 		return usagef("invalid value %d for flag -f: want a factor of at least 2", cfg.factor)
 	case cfg.root < 0 || cfg.root >= cfg.np:
 		return usagef("invalid value %d for flag -root: want a rank in [0, %d)", cfg.root, cfg.np)
+	case cfg.dt.integer() && cfg.redop == collective.Avg:
+		return usagef("-o avg with -t %s: an integer mean is not defined; use sum", cfg.dt)
 	case cfg.iters < 1:
 		return usagef("invalid value %d for flag -n: want at least 1 iteration", cfg.iters)
 	case cfg.warmup < 0:

@@ -58,9 +58,20 @@ func runElastic(ctx context.Context, cfg *config, comm *collective.Communicator,
 	for {
 		var wrong int64
 		var err error
-		if cfg.dt == float64T {
+		switch cfg.dt {
+		case float64T:
 			wrong, err = elasticSweep[float64](ctx, e, comm)
-		} else {
+		case int32T:
+			wrong, err = elasticSweep[int32](ctx, e, comm)
+		case int64T:
+			wrong, err = elasticSweep[int64](ctx, e, comm)
+		case uint8T:
+			wrong, err = elasticSweep[uint8](ctx, e, comm)
+		case float16T:
+			wrong, err = elasticSweep[collective.Float16](ctx, e, comm)
+		case bfloat16T:
+			wrong, err = elasticSweep[collective.BFloat16](ctx, e, comm)
+		default:
 			wrong, err = elasticSweep[float32](ctx, e, comm)
 		}
 		if err == nil {
@@ -99,7 +110,7 @@ func runElastic(ctx context.Context, cfg *config, comm *collective.Communicator,
 // elasticSweep runs the sweep from where the group is to its end on one
 // communicator. It returns the group's count of wrong elements over the
 // whole sweep, or the error that ended this epoch.
-func elasticSweep[T float](ctx context.Context, e *elasticRun, comm *collective.Communicator) (int64, error) {
+func elasticSweep[T elem](ctx context.Context, e *elasticRun, comm *collective.Communicator) (int64, error) {
 	cfg := e.cfg
 	r := &rankRun{cfg: cfg, comm: comm}
 	rows, steps := sweepPlan(cfg, comm.Size())

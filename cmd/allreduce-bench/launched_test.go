@@ -176,3 +176,18 @@ func portFree(addr string) bool {
 	}
 	return u.Close() == nil
 }
+
+// TestDTypeSweeps runs the benchmark on every integer and 16-bit dtype,
+// every result checked (-c): the reductions wrap as the type does, the
+// 16-bit floats are rounded once from float32.
+func TestDTypeSweeps(t *testing.T) {
+	for _, tc := range []struct{ dt, op, redop string }{
+		{"int32", "allreduce", "prod"}, {"int64", "reducescatter", "sum"}, {"uint8", "allreduce", "max"},
+		{"float16", "allreduce", "avg"}, {"bfloat16", "reduce", "sum"}, {"bfloat16", "allgather", "sum"},
+	} {
+		r := runBench(t, "-np", "3", "-op", tc.op, "-o", tc.redop, "-t", tc.dt, "-b", "1K", "-e", "64K", "-f", "8")
+		if r.code != 0 || !strings.Contains(r.stdout, "Out of bounds values : 0 OK") {
+			t.Errorf("-t %s -op %s -o %s: exit %d\n%s\n%s", tc.dt, tc.op, tc.redop, r.code, r.stdout, r.stderr)
+		}
+	}
+}

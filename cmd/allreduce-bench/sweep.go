@@ -117,7 +117,11 @@ type rowResult struct {
 }
 
 // float is the element types the benchmark sweeps.
-type float interface{ ~float32 | ~float64 }
+// elem is an element type of a sweep: collective.Float16 and BFloat16
+// are the ~uint16 ones.
+type elem interface {
+	~float32 | ~float64 | ~int32 | ~int64 | ~uint8 | ~uint16
+}
 
 // rankRun is one rank's sweep.
 type rankRun struct {
@@ -133,13 +137,24 @@ type rankRun struct {
 func runRank(ctx context.Context, cfg *config, comm *collective.Communicator, rep *report) (int64, error) {
 	r := &rankRun{cfg: cfg, comm: comm, rep: rep}
 	defer watchStatus(comm, os.Stderr)() // SIGUSR1 prints comm.Status (status.go)
-	if cfg.dt == float64T {
+	switch cfg.dt {
+	case float64T:
 		return sweep[float64](ctx, r)
+	case int32T:
+		return sweep[int32](ctx, r)
+	case int64T:
+		return sweep[int64](ctx, r)
+	case uint8T:
+		return sweep[uint8](ctx, r)
+	case float16T:
+		return sweep[collective.Float16](ctx, r)
+	case bfloat16T:
+		return sweep[collective.BFloat16](ctx, r)
 	}
 	return sweep[float32](ctx, r)
 }
 
-func sweep[T float](ctx context.Context, r *rankRun) (int64, error) {
+func sweep[T elem](ctx context.Context, r *rankRun) (int64, error) {
 	if r.cfg.tcompare && !strings.Contains(r.comm.DataPath(), " or ") {
 		return 0, fmt.Errorf("-transport compare needs the TLS lanes and QUIC paths of ranks on separate hosts, and these move data over %s; run each rank on a host (or network namespace) of its own: cmd/allreduce-bench/netns.sh", r.comm.DataPath())
 	}
@@ -183,7 +198,7 @@ func sweep[T float](ctx context.Context, r *rankRun) (int64, error) {
 // sweepBuffers allocates this rank's buffers for the largest of rows and
 // touches them once, before any timing, so that no row pays for fresh
 // pages.
-func sweepBuffers[T float](r *rankRun, rows []rowSpec) (src, dst []T) {
+func sweepBuffers[T elem](r *rankRun, rows []rowSpec) (src, dst []T) {
 	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
 	var srcMax, dstMax int64
 	for _, row := range rows {
@@ -210,7 +225,7 @@ func sweepBuffers[T float](r *rankRun, rows []rowSpec) (src, dst []T) {
 // barrier, the timed iterations, the slowest rank's mean time, and with -c
 // the check, its wrong elements summed over the ranks. Every rank gets the
 // same result.
-func runRow[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T) (rowResult, error) {
+func runRow[T elem](ctx context.Context, r *rankRun, row rowSpec, src, dst []T) (rowResult, error) {
 	res, err := measure(ctx, r, row, src, dst, configured)
 	if err != nil {
 		return rowResult{}, err
@@ -264,7 +279,7 @@ var transportsCompared = []algChoice{
 // back-to-back calls overlap, which single calls in turns hid). The
 // untimed call absorbs the switch, so each row is the algorithm's time in
 // a loop of its own calls, what -algo with that algorithm alone measures.
-func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T, algs []algChoice) ([]rowResult, error) {
+func measure[T elem](ctx context.Context, r *rankRun, row rowSpec, src, dst []T, algs []algChoice) ([]rowResult, error) {
 	cfg, n, rank := r.cfg, r.comm.Size(), r.comm.Rank()
 	calls := make([]func() error, len(algs))
 	for i, a := range algs {
@@ -366,7 +381,7 @@ func measure[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T
 // makeCall returns a function that runs the row's collective once on this
 // rank's slices of src and dst. The slices are converted to interfaces
 // once, here, so that the timed calls allocate nothing.
-func makeCall[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []T, opts ...collective.CallOption) func() error {
+func makeCall[T elem](ctx context.Context, r *rankRun, row rowSpec, src, dst []T, opts ...collective.CallOption) func() error {
 	cfg, comm := r.cfg, r.comm
 	s, d := cfg.op.lens(row, comm.Size(), comm.Rank(), cfg.root)
 	var sa, da any = src[:s], dst[:d]
@@ -407,31 +422,42 @@ func makeCall[T float](ctx context.Context, r *rankRun, row rowSpec, src, dst []
 
 // allocFor allocates n elements with the communicator's AllocFloat32 or
 // AllocFloat64.
-func allocFor[T float](c *collective.Communicator, n int64) ([]T, error) {
+func allocFor[T elem](c *collective.Communicator, n int64) ([]T, error) {
 	var z T
 	switch any(z).(type) {
 	case float32:
 		b, err := c.AllocFloat32(int(n))
 		return any(b).([]T), err
-	default:
+	case float64:
 		b, err := c.AllocFloat64(int(n))
 		return any(b).([]T), err
 	}
+	return make([]T, n), nil // registered buffers are float32 and float64
 }
 
-func fill[T float](s []T, v T) {
+func fill[T elem](s []T, v T) {
 	for i := range s {
 		s[i] = v
 	}
 }
 
 // flipLowBit changes x in its last bit: the smallest corruption there is.
-func flipLowBit[T float](x T) T {
+func flipLowBit[T elem](x T) T {
 	switch v := any(x).(type) {
 	case float32:
 		return T(math.Float32frombits(math.Float32bits(v) ^ 1))
 	case float64:
 		return T(math.Float64frombits(math.Float64bits(v) ^ 1))
+	case int32:
+		return T(v ^ 1)
+	case int64:
+		return T(v ^ 1)
+	case uint8:
+		return T(v ^ 1)
+	case collective.Float16:
+		return T(v ^ 1)
+	case collective.BFloat16:
+		return T(v ^ 1)
 	}
 	panic("unreachable")
 }

@@ -109,7 +109,8 @@ func TestParseFlagsDefaults(t *testing.T) {
 			t.Errorf("%v: check %v, %v", args, cfg != nil && cfg.check, err)
 		}
 	}
-	for spelling, want := range map[string]dtype{"float": float32T, "float32": float32T, "double": float64T, "float64": float64T} {
+	for spelling, want := range map[string]dtype{"float": float32T, "float32": float32T, "double": float64T, "float64": float64T,
+		"int32": int32T, "int64": int64T, "uint8": uint8T, "float16": float16T, "half": float16T, "bfloat16": bfloat16T} {
 		cfg, err := parseFlags([]string{"-t", spelling}, io.Discard)
 		if err != nil || cfg.dt != want {
 			t.Errorf("-t %s: %v, %v", spelling, cfg, err)
