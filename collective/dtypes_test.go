@@ -13,13 +13,13 @@ import (
 )
 
 // TestDTypes runs every operation on every integer and 16-bit dtype, in
-// process, over shared memory and over QUIC, against a reference:
+// process, over shared memory, QUIC and TCP lanes, against a reference:
 // integers exactly (sums and products wrap), 16-bit floats within one
 // unit in the last place of the float64 result rounded to 16 bits, and
 // every rank's result bit for bit the same.
 func TestDTypes(t *testing.T) {
 	const world, n = 3, 1000
-	for name, start := range map[string]starter{"inproc": launch.InProc, "shm": shmOnly, "quic": quicOnly} {
+	for name, start := range map[string]starter{"inproc": launch.InProc, "shm": shmOnly, "quic": quicOnly, "tcp": tcpOnly} {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
