@@ -167,6 +167,12 @@ func checkHalf[T ~uint16](t *testing.T, ctx context.Context, comms []*collective
 			bufs[r] = append([]T(nil), in[r]...)
 			return c.AllReduce(ctx, bufs[r], op)
 		}))
+		wants := make([]T, n)
+		near := func(what string, i int, got T) {
+			if d := int(got) - int(wants[i]); d < -1 || d > 1 {
+				t.Fatalf("%T %s %v element %d: %v (%#x), want %v (%#x) within one unit in the last place", got, what, op, i, to(got), got, to(wants[i]), wants[i])
+			}
+		}
 		for i := range n {
 			ref := float64(to(in[0][i]))
 			for k := 1; k < world; k++ {
@@ -186,13 +192,34 @@ func checkHalf[T ~uint16](t *testing.T, ctx context.Context, comms []*collective
 				ref /= float64(world)
 			}
 			want := from(float32(ref))
+			wants[i] = want
 			for r := range world {
 				if bufs[r][i] != bufs[0][i] {
 					t.Fatalf("%T %v element %d: rank %d has %#x, rank 0 %#x", want, op, i, r, bufs[r][i], bufs[0][i])
 				}
 			}
-			if d := int(bufs[0][i]) - int(want); d < -1 || d > 1 {
-				t.Fatalf("%T %v element %d: %v (%#x), want %v (%#x) within one unit in the last place", want, op, i, to(bufs[0][i]), bufs[0][i], to(want), want)
+			near("AllReduce", i, bufs[0][i])
+		}
+		if op == collective.Sum {
+			red, rs := make([]T, n), make([][]T, world)
+			noErrors(t, fmt.Sprintf("%T Reduce, ReduceScatter", in[0]), launch.OnEveryRank(comms, func(r int, c *collective.Communicator) error {
+				var dst []T
+				if r == 1 {
+					dst = red
+				}
+				if err := c.Reduce(ctx, dst, in[r], op, 1); err != nil {
+					return err
+				}
+				rs[r] = make([]T, n/world)
+				return c.ReduceScatter(ctx, rs[r], in[r][:n/world*world], op)
+			}))
+			for i := range n {
+				near("Reduce", i, red[i])
+			}
+			for r := range world {
+				for i, v := range rs[r] {
+					near("ReduceScatter", r*(n/world)+i, v)
+				}
 			}
 		}
 	}
