@@ -121,6 +121,9 @@ type config struct {
 	tport    collective.Transport
 	cpuProf  string // each launched rank writes its CPU profile to cpuProf.rankN
 	iters    int
+	itersSet bool          // -n given: that many calls, not the time budget
+	budget   time.Duration // -T: the time each size is measured for
+	spread   bool          // -spread: the repetitions' range beside each row
 	warmup   int
 	check    bool
 	jsonFile string
@@ -326,7 +329,9 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	var tport string
 	fs.StringVar(&cfg.cpuProf, "cpuprofile", "", "each launched rank writes a CPU profile of its sweep to `PREFIX`.rankN (go tool pprof)")
 	fs.StringVar(&tport, "transport", "auto", "data path `T`: auto (shared memory when every rank is on this host, else TLS lanes or QUIC per call, whichever was measured faster), tls, quic, shm, tcp (authenticated, not encrypted: trusted networks only), inproc (same as -inproc), or compare (tls, quic and auto in turns within each size, a row each, with auto's ratios below the table; ranks on separate hosts)")
-	fs.IntVar(&cfg.iters, "n", cfg.iters, "timed `iterations` per size")
+	fs.IntVar(&cfg.iters, "n", cfg.iters, "timed `iterations` per size, instead of the time budget -T")
+	fs.DurationVar(&cfg.budget, "T", 500*time.Millisecond, "time `budget` of each size's timed calls (as OSU's and Open MPI's benchmarks do): as many calls as fit, agreed by all ranks, in 5 repetitions whose median is the row")
+	fs.BoolVar(&cfg.spread, "spread", false, "print the fastest and slowest repetition of each row beside it")
 	fs.IntVar(&cfg.warmup, "w", cfg.warmup, "warm-up `iterations` per size (not timed)")
 	fs.Var(boolValue{&cfg.check}, "c", "check results on known inputs after timing each size: `1|0`")
 	fs.StringVar(&cfg.jsonFile, "json", "", "write the header and every row as JSON to `FILE`")
@@ -392,6 +397,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.Visit(func(f *flag.Flag) {
 		cfg.settleSet = cfg.settleSet || f.Name == "settle"
 		cfg.npSet = cfg.npSet || f.Name == "np" || f.Name == "world"
+		cfg.itersSet = cfg.itersSet || f.Name == "n"
 	})
 	if err := cfg.validateJoin(); err != nil {
 		return nil, err
@@ -421,6 +427,8 @@ func (cfg *config) validate() error {
 		return usagef("-o avg with -t %s: an integer mean is not defined; use sum", cfg.dt)
 	case cfg.iters < 1:
 		return usagef("invalid value %d for flag -n: want at least 1 iteration", cfg.iters)
+	case cfg.budget <= 0 || cfg.budget > time.Hour:
+		return usagef("invalid value %v for flag -T: want a duration in (0, 1h]", cfg.budget)
 	case cfg.warmup < 0:
 		return usagef("invalid value %d for flag -w: want 0 or more", cfg.warmup)
 	case cfg.procs < 0 || cfg.procs > 1<<16:

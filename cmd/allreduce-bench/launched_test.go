@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,7 +124,7 @@ func TestTorchrunEnv(t *testing.T) {
 	stdout, stderr := runRanks(t, 4, func(r int) []string {
 		return []string{"RANK=" + strconv.Itoa(r), "WORLD_SIZE=4", "LOCAL_RANK=" + strconv.Itoa(r), "LOCAL_WORLD_SIZE=4",
 			"GROUP_RANK=0", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + strconv.Itoa(port), "TORCHELASTIC_RUN_ID=none"}
-	}, "-b", "4K", "-e", "64K", "-f", "4")
+	}, "-b", "4K", "-e", "64K", "-f", "4", "-n", "5", "-w", "1")
 	checkLaunchedRun(t, stdout, stderr, 4, 3)
 }
 
@@ -146,7 +148,7 @@ func TestSLURMEnv(t *testing.T) {
 			job = j
 		}
 	}
-	stdout, stderr := runRanks(t, 4, func(r int) []string { return vars(job, r) }, "-b", "4K", "-e", "64K", "-f", "4")
+	stdout, stderr := runRanks(t, 4, func(r int) []string { return vars(job, r) }, "-b", "4K", "-e", "64K", "-f", "4", "-n", "5", "-w", "1")
 	checkLaunchedRun(t, stdout, stderr, 4, 3)
 }
 
@@ -185,9 +187,36 @@ func TestDTypeSweeps(t *testing.T) {
 		{"int32", "allreduce", "prod"}, {"int64", "reducescatter", "sum"}, {"uint8", "allreduce", "max"},
 		{"float16", "allreduce", "avg"}, {"bfloat16", "reduce", "sum"}, {"bfloat16", "allgather", "sum"},
 	} {
-		r := runBench(t, "-np", "3", "-op", tc.op, "-o", tc.redop, "-t", tc.dt, "-b", "1K", "-e", "64K", "-f", "8")
+		r := runBench(t, "-np", "3", "-op", tc.op, "-o", tc.redop, "-t", tc.dt, "-b", "1K", "-e", "64K", "-f", "8", "-n", "5", "-w", "1")
 		if r.code != 0 || !strings.Contains(r.stdout, "Out of bounds values : 0 OK") {
 			t.Errorf("-t %s -op %s -o %s: exit %d\n%s\n%s", tc.dt, tc.op, tc.redop, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// TestTimeBudget: with -T, each size runs as many calls as fit (every
+// rank the same), in repetitions whose median is the row and whose range
+// -spread prints.
+func TestTimeBudget(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "out.json")
+	r := runBench(t, "-np", "2", "-b", "4K", "-e", "16K", "-f", "4", "-T", "150ms", "-spread", "-json", file)
+	if r.code != 0 || !strings.Contains(r.stdout, "us over ") {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ Rows []rowResult }
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Rows) != 2 {
+		t.Fatalf("%d rows", len(out.Rows))
+	}
+	for _, row := range out.Rows {
+		if row.Iters < minIters || !(row.TimeMinUS <= row.TimeUS && row.TimeUS <= row.TimeMaxUS) {
+			t.Errorf("row %+v: want at least %d calls and min <= median <= max", row, minIters)
 		}
 	}
 }

@@ -155,11 +155,14 @@ func formatTime(us float64) string {
 
 func (r *report) row(res rowResult) {
 	r.rows = append(r.rows, res)
-	if res.Requested != "" {
-		fmt.Fprintf(r.w, "%s  %s\n", formatRow(res), res.Requested)
-		return
+	line := formatRow(res)
+	if r.cfg.spread {
+		line += fmt.Sprintf("  [%s..%s us over %d calls]", formatTime(res.TimeMinUS), formatTime(res.TimeMaxUS), res.Iters)
 	}
-	fmt.Fprintln(r.w, formatRow(res))
+	if res.Requested != "" {
+		line += "  " + res.Requested
+	}
+	fmt.Fprintln(r.w, line)
 }
 
 // transportSummary writes, for -transport compare, each size's auto time

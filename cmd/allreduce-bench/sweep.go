@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,6 +115,12 @@ type rowResult struct {
 	// Requested is what -algo compare or -transport compare asked for on
 	// this row: ring, tree or auto; tls, quic or auto; empty otherwise.
 	Requested string `json:"requested,omitempty"`
+	// TimeUS is the median over the row's repetitions (each the slowest
+	// rank's mean over its calls); these are the fastest and slowest
+	// repetitions, and Iters the timed calls in all.
+	TimeMinUS float64 `json:"time_min_us"`
+	TimeMaxUS float64 `json:"time_max_us"`
+	Iters     int     `json:"iters"`
 }
 
 // float is the element types the benchmark sweeps.
@@ -243,9 +250,126 @@ type algChoice struct {
 // configured measures a row as the communicator's Config says.
 var configured = []algChoice{{}}
 
-// compareTurns is how many turns each algorithm of -algo compare gets at
-// most within a size (fewer when -n is smaller).
-const compareTurns = 5
+// reps is how many repetitions a size's timed calls are cut into (fewer
+// when there are fewer calls): the row is their median, and with -spread
+// their range. With -algo or -transport compare the algorithms take turns
+// by repetition.
+const reps = 5
+
+// Bounds of the calls a time budget gives a size.
+const minIters, maxIters = reps, 1 << 20
+
+// iterations runs the warm-up and decides how many timed calls each
+// algorithm gets: -n when it was given; else as many as fit in the time
+// budget (-T) at the pace the warm-up measured, the slowest rank's, so
+// that every rank runs the same number of calls. The warm-up is -w calls
+// of each algorithm and, with a budget, at least a fifth of it: first
+// touches of the segments and a warm link are then behind.
+func (r *rankRun) iterations(ctx context.Context, calls []func() error) (int, error) {
+	cfg := r.cfg
+	n := cfg.warmup
+	if !cfg.itersSet {
+		n = max(n, 1)
+	}
+	pace, err := r.warm(ctx, calls, n)
+	if err != nil {
+		return 0, err
+	}
+	if cfg.itersSet {
+		return cfg.iters, r.comm.Barrier(ctx)
+	}
+	// Warm up in rounds of doubling length until a fifth of the budget is
+	// spent: the first calls of a size (first touches, cold links) are
+	// slower than the rest, so the pace that sets the count is the last
+	// round's. Every rank decides from the agreed (slowest) pace, so every
+	// rank runs the same calls.
+	// At least one such round follows the first, whose pace includes the
+	// cold start.
+	for spent, k := pace*float64(n), max(n, 1); ; {
+		k = min(2*k, maxIters)
+		if pace, err = r.warm(ctx, calls, k); err != nil {
+			return 0, err
+		}
+		if spent += pace * float64(k); spent >= cfg.budget.Seconds()/5 || k >= maxIters {
+			break
+		}
+	}
+	if err := r.comm.Barrier(ctx); err != nil {
+		return 0, err
+	}
+	if !(pace > 0) {
+		return maxIters, nil
+	}
+	return max(minIters, min(maxIters, int(cfg.budget.Seconds()/pace))), nil
+}
+
+// warm runs n rounds of the calls, untimed as far as the row goes, and
+// returns the slowest rank's mean time of a round.
+func (r *rankRun) warm(ctx context.Context, calls []func() error, n int) (float64, error) {
+	t0 := time.Now()
+	for range n {
+		for _, call := range calls {
+			if err := call(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	pace := []float64{0}
+	if n > 0 {
+		pace[0] = time.Since(t0).Seconds() / float64(n)
+	}
+	if err := r.comm.AllReduce(ctx, pace, collective.Max); err != nil {
+		return 0, err
+	}
+	return pace[0], nil
+}
+
+// timeTurns times iters calls of each algorithm in repetitions that take
+// turns (package turns) and returns, per algorithm, the median over the
+// repetitions of the slowest rank's mean time per call, and the fastest
+// and slowest repetitions.
+func (r *rankRun) timeTurns(ctx context.Context, calls []func() error, iters int) (med, lo, hi []float64, err error) {
+	k := len(calls)
+	nr := min(reps, iters)
+	block := (iters + nr - 1) / nr
+	lead := k > 1 // an untimed call opens each turn
+	times := make([]float64, k*reps)
+	for rep, done := 0, 0; rep < nr; rep++ {
+		b := min(block, iters-done)
+		if b == 0 {
+			nr = rep
+			break
+		}
+		for j := range k {
+			i := turns.Index(rep, j, k)
+			if lead {
+				if err := calls[i](); err != nil {
+					return nil, nil, nil, err
+				}
+			}
+			t0 := time.Now()
+			for range b {
+				if err := calls[i](); err != nil {
+					return nil, nil, nil, err
+				}
+			}
+			times[i*reps+rep] = time.Since(t0).Seconds() / float64(b)
+		}
+		done += b
+	}
+	times = times[:k*reps]
+	// The slowest rank's time of each repetition.
+	if err := r.comm.AllReduce(ctx, times, collective.Max); err != nil {
+		return nil, nil, nil, err
+	}
+	med, lo, hi = make([]float64, k), make([]float64, k), make([]float64, k)
+	for i := range k {
+		t := slices.Clone(times[i*reps : i*reps+nr])
+		slices.Sort(t)
+		med[i], lo[i], hi[i] = t[len(t)/2], t[0], t[len(t)-1]
+	}
+	return med, lo, hi, nil
+}
 
 // compared is what -algo compare times: each forced algorithm and auto.
 var compared = []algChoice{
@@ -295,50 +419,18 @@ func measure[T elem](ctx context.Context, r *rankRun, row rowSpec, src, dst []T,
 	}
 	fill(src[:s], v)
 	fill(dst[:d], v)
-	for range cfg.warmup {
-		for _, call := range calls {
-			if err := call(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := r.comm.Barrier(ctx); err != nil {
+	iters, err := r.iterations(ctx, calls)
+	if err != nil {
 		return nil, err
 	}
-	lead, block := len(calls) > 1, cfg.iters // lead: an untimed call opens each turn
-	if lead {
-		block = (cfg.iters + compareTurns - 1) / compareTurns
-	}
-	stat := make([]float64, len(calls))
-	for turn, done := 0, 0; done < cfg.iters; turn++ {
-		b := min(block, cfg.iters-done)
-		for k := range calls {
-			i := turns.Index(turn, k, len(calls))
-			if lead {
-				if err := calls[i](); err != nil {
-					return nil, err
-				}
-			}
-			t0 := time.Now()
-			for range b {
-				if err := calls[i](); err != nil {
-					return nil, err
-				}
-			}
-			stat[i] += time.Since(t0).Seconds()
-		}
-		done += b
-	}
-	for i := range stat {
-		stat[i] /= float64(cfg.iters)
-	}
-	// The slowest rank's mean is the row's time.
-	if err := r.comm.AllReduce(ctx, stat, collective.Max); err != nil {
+	stat, lo, hi, err := r.timeTurns(ctx, calls, iters)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]rowResult, len(calls))
 	for i, a := range algs {
-		res := rowResult{Size: row.bytes, Count: row.count, Type: cfg.dt.ncclName(), Redop: "none", Root: -1, TimeUS: stat[i] * 1e6, Requested: a.name}
+		res := rowResult{Size: row.bytes, Count: row.count, Type: cfg.dt.ncclName(), Redop: "none", Root: -1, TimeUS: stat[i] * 1e6, Requested: a.name,
+			TimeMinUS: lo[i] * 1e6, TimeMaxUS: hi[i] * 1e6, Iters: iters}
 		if cfg.op.reduces() {
 			res.Redop = cfg.redop.String()
 		}
