@@ -155,3 +155,39 @@ func ExampleCommunicator_AllocFloat32() {
 	}
 	// Output: 3 3
 }
+
+// An Arena hands out every layer's gradient from one registered buffer:
+// on shared memory, AllReduces of them reduce in place.
+func ExampleArena() {
+	ctx := context.Background()
+	comms, err := collective.NewInProc(ctx, 2, collective.Config{})
+	if err != nil {
+		panic(err)
+	}
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		wg.Go(func() {
+			defer c.Close()
+			arena, err := collective.NewArena[float32](c, 6)
+			if err != nil {
+				panic(err)
+			}
+			defer arena.Free()
+			w1, _ := arena.Take(4) // a layer's weights' gradient
+			b1, _ := arena.Take(2) // its bias's
+			for i := range w1 {
+				w1[i] = float32(r + 1)
+			}
+			b1[0], b1[1] = 10, float32(r)
+			// One call for both: consecutive tensors are one slice.
+			if err := c.AllReduce(ctx, arena.All(), collective.Sum); err != nil {
+				panic(err)
+			}
+			if r == 0 {
+				fmt.Println(w1, b1)
+			}
+		})
+	}
+	wg.Wait()
+	// Output: [3 3 3 3] [20 1]
+}

@@ -101,11 +101,12 @@ type worker struct {
 	yb        []int
 	restores  int
 	killArmed bool
-	started   bool          // reported the start record
-	moved     float64       // bytes this rank has sent and received for training (not for evaluation)
-	began     time.Time     // when training began here
-	hog       *sharedParams // -mode hogwild: the vector every worker updates
-	reads     []int         // -mode hogwild, sparse model: the components a step reads
+	started   bool                       // reported the start record
+	moved     float64                    // bytes this rank has sent and received for training (not for evaluation)
+	began     time.Time                  // when training began here
+	hog       *sharedParams              // -mode hogwild: the vector every worker updates
+	arena     *collective.Arena[float64] // where grad lives; nil when it is ordinary memory
+	reads     []int                      // -mode hogwild, sparse model: the components a step reads
 
 	// Times of the current epoch's steps on this rank.
 	nSteps                 int
@@ -138,27 +139,34 @@ func newWorker(cfg *config, r *rt.Runtime, comm *collective.Communicator, logf f
 	}
 	w := &worker{
 		cfg: cfg, rt: r, comm: comm, logf: logf, model: m, train: train, test: test,
-		buckets:   planBuckets(m.layout(), cfg.bucketBytes),
-		params:    make([]float64, m.size()),
-		grad:      gradBuffer(comm, m.size()),
+		buckets: planBuckets(m.layout(), cfg.bucketBytes),
+		params:  make([]float64, m.size()),
+
 		velocity:  make([]float64, m.size()),
 		psGrad:    make([]float64, m.size()),
 		permEpoch: -1,
 		killArmed: cfg.killRank >= 0 && comm.Rank() == cfg.killRank && comm.Epoch() <= 1,
 	}
+	w.grad = w.gradBuffer(m.size())
 	return w, nil
 }
 
-// gradBuffer allocates the gradient vector, whose buckets are averaged
-// every step, with the communicator: on shared memory the other workers
-// map it, and buckets of 1 MiB or more are then reduced in place (see
-// AllocFloat64); elsewhere, or if that fails, it is ordinary memory.
-func gradBuffer(comm *collective.Communicator, n int) []float64 {
-	g, err := comm.AllocFloat64(n)
-	if err != nil {
-		return make([]float64, n)
+// gradBuffer takes the gradient vector, whose buckets are averaged every
+// step, from a collective.Arena: on shared memory the other workers map
+// it, and buckets of 1 MiB or more are then reduced in place (see
+// AllocFloat64; the buckets are consecutive tensors, so each is a plain
+// sub-slice); elsewhere, or if that fails, it is ordinary memory. The
+// arena is freed with the worker.
+func (w *worker) gradBuffer(n int) []float64 {
+	a, err := collective.NewArena[float64](w.comm, n)
+	if err == nil {
+		var g []float64
+		if g, err = a.Take(n); err == nil {
+			w.arena = a
+			return g
+		}
 	}
-	return g
+	return make([]float64, n)
 }
 
 // permutation returns epoch e's order of the training examples: the same
@@ -613,9 +621,12 @@ func (w *worker) reform(ctx context.Context, cause error) error {
 	}
 	// A gradient buffer the new group's peers know; the old communicator
 	// is closed, so nothing uses the old buffer any more.
-	old, oldGrad := w.comm, w.grad
-	w.comm, w.grad = next, gradBuffer(next, len(w.grad))
-	_ = old.Free(oldGrad)
+	oldArena := w.arena
+	w.comm, w.arena = next, nil
+	w.grad = w.gradBuffer(len(w.grad))
+	if oldArena != nil {
+		_ = oldArena.Free()
+	}
 	w.killArmed = false
 	w.logf("re-formed at group epoch %d in %v: rank %d of %d", next.Epoch(), time.Since(t0).Round(time.Millisecond), next.Rank(), next.Size())
 	return nil
@@ -655,7 +666,11 @@ func trainWorker(ctx context.Context, cfg *config, comm *collective.Communicator
 			if w.hog != nil {
 				_ = w.hog.close()
 			}
-			return w.comm.Close()
+			err := w.comm.Close()
+			if w.arena != nil {
+				_ = w.arena.Free()
+			}
+			return err
 		})
 		_ = a.Stop(context.Background())
 	}()
