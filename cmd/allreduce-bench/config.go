@@ -105,32 +105,34 @@ var redOps = []collective.ReduceOp{collective.Sum, collective.Prod, collective.M
 // config is what the flags say. The worker fields are set only in the
 // processes the launcher starts.
 type config struct {
-	np       int
-	inproc   bool
-	op       opKind
-	minBytes int64
-	maxBytes int64
-	factor   int64
-	dt       dtype
-	redop    collective.ReduceOp
-	root     int
-	algo     collective.Algorithm
-	compare  bool // -algo compare: ring, tree and auto side by side
-	tcompare bool // -transport compare: TLS lanes, QUIC and auto side by side
-	reg      bool // -reg: buffers from Communicator.AllocFloat32/64
-	tport    collective.Transport
-	cpuProf  string // each launched rank writes its CPU profile to cpuProf.rankN
-	iters    int
-	itersSet bool          // -n given: that many calls, not the time budget
-	budget   time.Duration // -T: the time each size is measured for
-	spread   bool          // -spread: the repetitions' range beside each row
-	warmup   int
-	check    bool
-	jsonFile string
-	plotFile string
-	chunk    int64
-	channels int
-	procs    int // GOMAXPROCS of each launched rank; 0: the cores shared out
+	np           int
+	inproc       bool
+	op           opKind
+	minBytes     int64
+	maxBytes     int64
+	factor       int64
+	dt           dtype
+	redop        collective.ReduceOp
+	root         int
+	algo         collective.Algorithm
+	compare      bool // -algo compare: ring, tree and auto side by side
+	tcompare     bool // -transport compare: TLS lanes, QUIC and auto side by side
+	reg          bool // -reg: buffers from Communicator.AllocFloat32/64
+	tport        collective.Transport
+	cpuProf      string // each launched rank writes its CPU profile to cpuProf.rankN
+	iters        int
+	itersSet     bool          // -n given: that many calls, not the time budget
+	budget       time.Duration // -T: the time each size is measured for
+	spread       bool          // -spread: the repetitions' range beside each row
+	stream       bool          // -stream: measure the memory bandwidth
+	streamWorker bool          // internal: one process of -stream
+	warmup       int
+	check        bool
+	jsonFile     string
+	plotFile     string
+	chunk        int64
+	channels     int
+	procs        int // GOMAXPROCS of each launched rank; 0: the cores shared out
 
 	// Multi-host mode: find the group by gossip (collective.Join).
 	join  string // seed gossip addresses, comma-separated
@@ -181,7 +183,7 @@ func usagef(format string, args ...any) error {
 
 // hidden lists the flags that -h does not show.
 var hidden = map[string]bool{
-	"worker": true, "cert": true, "key": true, "ca": true, "group": true,
+	"worker": true, "cert": true, "key": true, "ca": true, "group": true, "stream-worker": true,
 	"test-corrupt-rank": true, "test-die-rank": true, "test-die-after": true, "test-await-join": true,
 }
 
@@ -350,6 +352,8 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.StringVar(&cfg.dataBind, "data-bind", "", "with -join: this worker's QUIC `HOST:PORT` (default: -bind's host, any port)")
 	fs.StringVar(&cfg.dataAdvertise, "data-advertise", "", "with -join: the QUIC `HOST:PORT` other workers dial, when it is not -data-bind (NAT, port forward, relay)")
 	fs.BoolVar(&cfg.worker, "worker", false, "internal: run as a rank started by the launcher")
+	fs.BoolVar(&cfg.stream, "stream", false, "measure the memory bandwidth instead (STREAM-like copy and add, -np processes at once, each kernel for half of -T): the ceiling of an AllReduce over shared memory")
+	fs.BoolVar(&cfg.streamWorker, "stream-worker", false, "internal: one process of -stream")
 	fs.IntVar(&cfg.rank, "rank", -1, "with -join: the rank `R` this worker asks for (-1: any)")
 	fs.StringVar(&cfg.cert, "cert", "", "internal: this worker's certificate (PEM)")
 	fs.StringVar(&cfg.key, "key", "", "internal: this worker's key (PEM)")

@@ -52,6 +52,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "allreduce-bench: %v\nRun allreduce-bench -h for the flags.\n", err)
 		return exitUsage
 	}
+	switch {
+	case cfg.streamWorker:
+		return runStreamWorker(cfg.budget, stdout)
+	case cfg.stream:
+		return runStream(context.Background(), cfg, stdout, stderr)
+	}
 	var launched *launchenv.Env
 	if !cfg.worker && !cfg.inproc && cfg.join == "" && !cfg.npSet {
 		// Started by mpirun, srun, torchrun or an Indexed Job: one rank of
