@@ -220,3 +220,19 @@ func TestTimeBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestStream: -stream measures the memory bandwidth with -np processes
+// and reports copy and add rates.
+func TestStream(t *testing.T) {
+	r := runBench(t, "-stream", "-np", "2", "-T", "200ms")
+	if r.code != 0 || !strings.Contains(r.stdout, "copy ") || !strings.Contains(r.stdout, "add  ") {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[2] == "GB/s" {
+			if v, err := strconv.ParseFloat(f[1], 64); err != nil || !(v > 0) {
+				t.Errorf("rate %q", line)
+			}
+		}
+	}
+}
