@@ -122,8 +122,8 @@ func reduced[T elem](cfg *config, n int, i int64) T {
 		iacc, facc := int64(acc), float32(acc)
 		for k := 1; k < n; k++ {
 			v := base(cfg, f, k, i)
-			iacc = combineInt(cfg.redop, iacc, int64(v))
-			facc = combine32(cfg.redop, facc, float32(v))
+			iacc = combine(cfg.redop, iacc, int64(v))
+			facc = combine(cfg.redop, facc, float32(v))
 		}
 		if f == ints && (cfg.redop == collective.Min || cfg.redop == collective.Max) {
 			// Ordered as T orders them (uint8 wraps negatives to the top).
@@ -176,19 +176,9 @@ func divide[T elem](x T, n int) T {
 	panic("divide: not a float")
 }
 
-func combineInt(op collective.ReduceOp, a, b int64) int64 {
-	switch op {
-	case collective.Prod:
-		return a * b
-	case collective.Min:
-		return min(a, b)
-	case collective.Max:
-		return max(a, b)
-	}
-	return a + b
-}
-
-func combine32(op collective.ReduceOp, a, b float32) float32 {
+// combine is a ⊕ b for the check's arithmetic: int64 (wrapping as the
+// integer types do) and float32 (as 16-bit floats accumulate).
+func combine[N int64 | float32](op collective.ReduceOp, a, b N) N {
 	switch op {
 	case collective.Prod:
 		return a * b
