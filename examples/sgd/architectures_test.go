@@ -251,8 +251,13 @@ func TestHogwildSparse(t *testing.T) {
 	if len(got) != cfg.epochs {
 		t.Fatalf("%d epochs", len(got))
 	}
+	// Lock-free updates race, and how often they collide depends on the
+	// machine's load: over 30 runs on 2 cores hogwild ended between 79.9%
+	// and 85.4% against 84.4% for one synchronous worker. The bound leaves
+	// room for a busier machine and still fails a run that stops learning
+	// (after one epoch the synchronous worker is near 70%).
 	a, b := want[len(want)-1].TestAcc, got[len(got)-1].TestAcc
-	if b < 0.7 || b < a-0.03 {
+	if b < 0.7 || b < a-0.10 {
 		t.Errorf("hogwild reached %.2f%%, one synchronous worker %.2f%%", 100*b, 100*a)
 	}
 }
