@@ -212,7 +212,7 @@ func (cfg *Config) defaults() error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	t, err := cfg.Shm.tuning(cfg.Logger)
+	t, err := cfg.Shm.tuning(cfg.Logger, len(cfg.View.Members))
 	cfg.shmTuning = t
 	return err
 }

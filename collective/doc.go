@@ -70,7 +70,8 @@
 // Buffers from AllocFloat32 and AllocFloat64 (or an Arena of them) are
 // shared memory that the other ranks of the host map: an AllReduce of
 // 1 MiB or more on such buffers reduces in place, with no copies through
-// the segments, at several times the bandwidth of ordinary slices. It is
+// the segments, at two to three times the bandwidth of ordinary slices
+// from 2 MiB up (docs/performance.md). It is
 // the fast path for a training loop's gradients.
 //
 // Ranks that share a host should share its cores: run each rank's process

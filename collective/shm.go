@@ -10,6 +10,7 @@ import (
 
 	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/engine/shmem"
+	"github.com/ringo-ml/ringo/internal/shm"
 )
 
 // ShmConfig tunes the shared-memory engine (package doc, "Data paths").
@@ -22,8 +23,10 @@ type ShmConfig struct {
 	// operation moves its tensor in windows of this size, one wait per
 	// window. Every rank must use the same value (ranks that differ
 	// cannot map each other's segments: Auto falls back to the network,
-	// TransportShm fails). Default 256 KiB (RINGO_SHM_WINDOW); at least
-	// 4 KiB, at most 64 MiB, rounded down to a multiple of 64.
+	// TransportShm fails). Default (RINGO_SHM_WINDOW) 256 KiB on a host
+	// with at least two cores per rank, else 1 MiB (fewer waits, each of
+	// which may cost a switch between processes); at least 4 KiB, at most
+	// 64 MiB, rounded down to a multiple of 64.
 	Window int
 	// Small: windows of up to this many bytes are reduced whole by every
 	// rank, which saves a wait; larger ones are reduced a part per rank.
@@ -37,11 +40,12 @@ type ShmConfig struct {
 	Yield int
 }
 
-// tuning resolves c's zero fields from the environment and the defaults.
-func (c ShmConfig) tuning(log *slog.Logger) (shmem.Tuning, error) {
+// tuning resolves c's zero fields from the environment and the defaults
+// for a group of n ranks.
+func (c ShmConfig) tuning(log *slog.Logger, n int) (shmem.Tuning, error) {
 	d := shmem.Default
 	t := shmem.Tuning{
-		Window: setting(log, c.Window, "RINGO_SHM_WINDOW", d.Window, shmem.MinWindow, shmem.MaxWindow),
+		Window: setting(log, c.Window, "RINGO_SHM_WINDOW", shmem.DefaultWindow(n, shm.HostCPUs()), shmem.MinWindow, shmem.MaxWindow),
 		Small:  setting(log, c.Small, "RINGO_SHM_SMALL", d.Small, 0, shmem.MaxWindow),
 		Spin:   setting(log, c.Spin, "RINGO_SHM_SPIN", d.Spin, 0, 1<<20),
 		Yield:  setting(log, c.Yield, "RINGO_SHM_YIELD", d.Yield, 0, 1<<20),

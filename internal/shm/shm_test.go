@@ -182,3 +182,19 @@ func TestWaitWake(t *testing.T) {
 		t.Fatal("Wait slept although the word differed")
 	}
 }
+
+func TestCountCPUList(t *testing.T) {
+	for s, want := range map[string]int{"0": 1, "0-1\n": 2, "0-3,8,10-11": 7, "2-2": 1} {
+		if n, ok := countCPUList(s); !ok || n != want {
+			t.Errorf("countCPUList(%q) = %d, %v; want %d", s, n, ok, want)
+		}
+	}
+	for _, s := range []string{"", "x", "3-1", "0-", "-1", "0,,1"} {
+		if n, ok := countCPUList(s); ok {
+			t.Errorf("countCPUList(%q) = %d, accepted", s, n)
+		}
+	}
+	if HostCPUs() < 1 {
+		t.Errorf("HostCPUs() = %d", HostCPUs())
+	}
+}

@@ -86,8 +86,28 @@ type Tuning struct {
 	Yield  int // yields before it sleeps
 }
 
-// Default tuning.
+// Default tuning. Its Window is the one for a host with at least two
+// cores per rank; DefaultWindow gives the window for any host.
 var Default = Tuning{Window: 256 << 10, Small: 32 << 10, Spin: 64, Yield: 64}
+
+// Windows by the host's cores per rank (docs/tuning.md has the figures).
+const (
+	// CrowdedWindow is the window when the host has fewer than two cores
+	// per rank: every wait may then cost a switch between processes, and
+	// fewer, larger windows win (4 ranks on 2 cores, 64 MiB: 1.3-1.6x the
+	// bandwidth of 256 KiB windows).
+	CrowdedWindow = 1 << 20
+)
+
+// DefaultWindow is the window for n ranks on a host of cpus cores. Every
+// rank of a group must compute the same value, so cpus is the host's
+// count of online processors, not this process's affinity.
+func DefaultWindow(n, cpus int) int {
+	if cpus < 2*n {
+		return CrowdedWindow
+	}
+	return Default.Window
+}
 
 // Limits of Tuning.Window.
 const (
