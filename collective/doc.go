@@ -71,8 +71,8 @@
 // shared memory that the other ranks of the host map: an AllReduce of
 // 1 MiB or more on such buffers reduces in place, with no copies through
 // the segments, at two to three times the bandwidth of ordinary slices
-// from 2 MiB up (docs/performance.md). It is
-// the fast path for a training loop's gradients.
+// from 2 MiB up (docs/performance.md). It is the fast path for a training
+// loop's gradients.
 //
 // Ranks that share a host should share its cores: run each rank's process
 // with GOMAXPROCS set to the host's cores divided by its ranks, as MPI
