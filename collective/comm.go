@@ -2,7 +2,9 @@ package collective
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +37,30 @@ type View struct {
 	Epoch   uint64   // the view's number; peers at another epoch are refused
 	Rank    int      // this process's rank, an index into Members
 	Members []Member // every member in rank order
+}
+
+// ID is the view's identity: the first 8 bytes of a SHA-256 over its
+// group, epoch and members (names, addresses and certificate
+// fingerprints, in rank order). Every rank states it when it links to a
+// peer and refuses a peer that states another, so the ranks of two views
+// with one epoch but different members (the two sides of a partition of
+// a group that allows splits, say) never exchange tensors.
+func (v View) ID() uint64 {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field([]byte(v.Group))
+	field(binary.LittleEndian.AppendUint64(nil, v.Epoch))
+	for _, m := range v.Members {
+		field([]byte(m.Name))
+		field([]byte(m.Addr))
+		field(m.CertSHA256)
+	}
+	return binary.BigEndian.Uint64(h.Sum(nil))
 }
 
 // Defaults of Config.
@@ -121,6 +147,7 @@ type Communicator struct {
 	rank, world int
 	group       string
 	epoch       uint64
+	viewID      uint64 // View.ID of the view it was built from
 	log         *slog.Logger
 	mesh        transport.Mesh
 	cb          int
@@ -252,6 +279,7 @@ func newCommunicator(cfg *Config) *Communicator {
 		world:      len(v.Members),
 		group:      v.Group,
 		epoch:      v.Epoch,
+		viewID:     v.ID(),
 		log:        cfg.Logger.With("group", v.Group, "epoch", v.Epoch, "rank", v.Rank),
 		cb:         cfg.ChunkBytes,
 		timeout:    cfg.Timeout,
@@ -283,7 +311,7 @@ func newCommunicator(cfg *Config) *Communicator {
 }
 
 func (c *Communicator) identity() transport.Identity {
-	return transport.Identity{Group: c.group, Epoch: c.epoch, World: c.world, Rank: c.rank}
+	return transport.Identity{Group: c.group, Epoch: c.epoch, World: c.world, Rank: c.rank, View: c.viewID}
 }
 
 // New creates this rank's communicator over QUIC with mutual TLS and

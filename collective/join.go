@@ -2,6 +2,7 @@ package collective
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -48,10 +49,29 @@ type JoinConfig struct {
 	// with at least Min workers before a view forms with fewer than Max
 	// (default 1 s). It bounds how fast survivors re-form after a loss.
 	Settle time.Duration
+	// AllowSplit lets an elastic group re-form without a majority of its
+	// previous view. By default a view at the next epoch needs more than
+	// half of the last view's members (those that left on purpose do not
+	// count), so a partition never splits the group into two that train
+	// apart: on the minority side Rejoin fails with ErrNoQuorum. With
+	// AllowSplit every side with Min workers goes on as a group of its
+	// own (their views' identities differ, so no tensor crosses between
+	// them). It also lets a group go on after losing half of its workers
+	// at once. docs/failure-semantics.md.
+	AllowSplit bool
 	// Comm tunes the communicator: ChunkBytes, Timeout, IdleTimeout,
 	// CloseTimeout, Logger. Its View, TLS and Conn are set by Join.
 	Comm Config
 }
+
+// ErrNoQuorum: an elastic group's worker cannot reach a majority of the
+// last view's members (it is on the minority side of a partition, or
+// half the group failed at once), so no view forms there: Join or Rejoin
+// fails with it, naming the members it can and cannot reach. The
+// membership is kept: call Rejoin again (on the same communicator) to
+// wait until the network heals; the worker is then taken into the
+// majority's next view, as a restarted worker would be.
+var ErrNoQuorum = member.ErrNoQuorum
 
 // suspectPingTimeout bounds the data-plane check of a gossip failure hint.
 const suspectPingTimeout = time.Second
@@ -86,7 +106,7 @@ func Join(ctx context.Context, cfg JoinConfig) (*Communicator, error) {
 	m, err := member.Start(ctx, member.Config{
 		Group: cfg.Group, World: cfg.World, Min: cfg.Min, Max: cfg.Max, Join: cfg.Join,
 		Bind: cfg.Bind, DataBind: cfg.DataBind, DataAdvertise: cfg.DataAdvertise, Key: cfg.Key,
-		Rank: rank, Settle: cfg.Settle, Logger: cfg.Comm.Logger,
+		Rank: rank, Settle: cfg.Settle, AllowSplit: cfg.AllowSplit, Logger: cfg.Comm.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collective: %w", err)
@@ -164,6 +184,20 @@ func (c *Communicator) suspect(rank int, why string) {
 // then closes: every member of the new view is in Rejoin by then, so its
 // operation on the old communicator has already ended with the cause its
 // peers' aborts gave (the lost rank), not with this rank's departure.
+//
+// In an elastic group a worker that cannot reach a majority of the last
+// view's members gets ErrNoQuorum (after Settle without a change of
+// membership): the communicator is closed but keeps the membership, and
+// Rejoin called on it again waits to be taken into the majority's next
+// view once the network heals:
+//
+//	for {
+//		next, err := c.Rejoin(ctx)
+//		if errors.Is(err, collective.ErrNoQuorum) {
+//			continue // the minority side: wait for the network to heal
+//		}
+//		...
+//	}
 func (c *Communicator) Rejoin(ctx context.Context) (*Communicator, error) {
 	c.mu.Lock()
 	m := c.member
@@ -178,6 +212,14 @@ func (c *Communicator) Rejoin(ctx context.Context) (*Communicator, error) {
 	var next *Communicator
 	if err != nil {
 		err = fmt.Errorf("collective: %w", err)
+		if errors.Is(err, ErrNoQuorum) {
+			// The minority of a partition: keep the membership so that
+			// Rejoin, called again, waits for the network to heal.
+			c.mu.Lock()
+			c.member = m
+			c.mu.Unlock()
+			return nil, err
+		}
 	} else {
 		next, err = m.build(ctx, v)
 	}
@@ -220,8 +262,11 @@ func (c *Communicator) detach() {
 	if m == nil {
 		return
 	}
-	close(m.stop)
-	m.wg.Wait()
+	if m.stop != nil { // nil after a Rejoin that failed with ErrNoQuorum
+		close(m.stop)
+		m.wg.Wait()
+		m.stop = nil
+	}
 }
 
 // JoinEnv is Join for a process started by a launcher: mpirun (Open

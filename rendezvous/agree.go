@@ -66,6 +66,7 @@ func (n *Node) Agree(ctx context.Context) (View, error) {
 		n.mu.Unlock()
 	}()
 
+	called := time.Now()
 	backoff := minBackoff
 	var lastCand [32]byte
 	timer := time.NewTimer(time.Hour)
@@ -93,9 +94,27 @@ func (n *Node) Agree(ctx context.Context) (View, error) {
 		c := n.candidate()
 		wait := pollInterval
 		var status string
+		quorate, noQuorum := true, ""
+		if c.hasMe {
+			quorate, noQuorum = n.checkQuorum(c.members)
+		}
 		switch {
 		case !c.hasMe:
 			status = fmt.Sprintf("%d alive members, all %d places taken", c.peers, n.cfg.Max)
+		case !quorate:
+			// A minority: it must not form a view. Once membership has held
+			// still for Settle (and this call has waited that long, which
+			// paces callers that retry), say so; the caller may call Agree
+			// again to wait for the network to heal.
+			until := settled
+			if s := called.Add(n.cfg.Settle); s.After(until) {
+				until = s
+			}
+			if !time.Now().Before(until) {
+				return View{}, n.agreeErr(ErrNoQuorum, noQuorum)
+			}
+			status = noQuorum
+			wait = min(time.Until(until)+time.Millisecond, wait)
 		case len(c.members) < n.cfg.Min:
 			status = fmt.Sprintf("%d of at least %d members present", len(c.members), n.cfg.Min)
 		case c.proposer != n.cfg.Name:
@@ -182,7 +201,7 @@ func (n *Node) propose(ctx context.Context, c cand) (bool, string, error) {
 	p := proposal{Kind: kindPropose, Group: n.cfg.Group, Epoch: epoch, Hash: h, Count: uint32(len(c.members)), Round: round}
 	got, err := n.ask(ctx, p, names)
 
-	var missing, notReady, mismatch, locked []string
+	var missing, notReady, mismatch, locked, noQuorum []string
 	var stale uint64
 	for _, name := range names {
 		if name == me {
@@ -200,11 +219,13 @@ func (n *Node) propose(ctx context.Context, c cand) (bool, string, error) {
 			mismatch = append(mismatch, name)
 		case r.Code == replyLocked:
 			locked = append(locked, name)
+		case r.Code == replyNoQuorum:
+			noQuorum = append(noQuorum, name)
 		default:
 			mismatch = append(mismatch, name)
 		}
 	}
-	all := err == nil && len(missing)+len(notReady)+len(mismatch)+len(locked) == 0
+	all := err == nil && len(missing)+len(notReady)+len(mismatch)+len(locked)+len(noQuorum) == 0
 
 	n.mu.Lock()
 	adopted := false
@@ -237,6 +258,7 @@ func (n *Node) propose(ctx context.Context, c cand) (bool, string, error) {
 	add("no reply", missing)
 	add("different candidate", mismatch)
 	add("promised another proposer", locked)
+	add("no majority of their last view", noQuorum)
 	status := fmt.Sprintf("proposed epoch %d with %d members; %s", epoch, len(names), strings.Join(why, "; "))
 	return false, status, err
 }
@@ -318,6 +340,9 @@ func (n *Node) adoptLocked(v View) bool {
 // afterAdopt logs the view and reports members that are already gone.
 func (n *Node) afterAdopt(v View) {
 	n.log.Info("rendezvous: agreed view", "epoch", v.Epoch, "size", len(v.Members), "rank", v.Rank(n.cfg.Name))
+	if n.cfg.adopted != nil {
+		n.cfg.adopted(v.Clone())
+	}
 	st := n.aliveStatus()
 	for i, m := range v.Members {
 		s, ok := st[m.Name]
@@ -361,10 +386,21 @@ func (n *Node) onPropose(p proposal, from string) reply {
 		return reply{Code: replyMismatch, Epoch: last}
 	}
 
+	var left map[string]bool
+	if n.quorumRule() {
+		left = n.left()
+	}
+
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if r, done := n.checkLocked(p, from, true); done {
 		return r
+	}
+	// The safety of the majority rule rests here: every member of a view
+	// promises it only if it holds a majority of that member's own last
+	// view, so the newest view any member knows constrains the next one.
+	if ok, _, _ := quorum(n.last, view.Members, left); n.quorumRule() && !ok {
+		return reply{Code: replyNoQuorum, Epoch: n.last.Epoch}
 	}
 	if l := n.promise; l != nil && l.proposer == from && l.round == p.Round && l.hash == p.Hash {
 		l.at = time.Now()

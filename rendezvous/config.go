@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Limits enforced by Start. They keep the tags inside serf's 512-byte budget
@@ -69,9 +71,25 @@ type Config struct {
 	// Settle: in elastic mode (Min < Max), how long membership must be
 	// stable with >= Min members before a view is proposed (default 1 s).
 	Settle time.Duration
+	// AllowSplit lets an elastic group form a view without a majority of
+	// its previous view's members. By default (false) the view at epoch
+	// e+1 needs more than half of view e's members (those that left
+	// gracefully do not count), so a partition cannot split the group into
+	// two that train apart: the minority's Agree fails with ErrNoQuorum
+	// instead. With AllowSplit each side of a partition that has Min
+	// members forms a view of its own (their identities differ, so no
+	// tensor crosses between them, but both go on). Exact groups (Min ==
+	// Max) need all World members anyway; AllowSplit does not apply.
+	AllowSplit bool
 	// Logger receives serf/memberlist and rendezvous logs (default
 	// slog.Default()). serf's debug and info lines go to Debug.
 	Logger *slog.Logger
+
+	// transport, when set (by this package's tests), wraps the gossip
+	// transport: partitions in process.
+	transport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
+	// adopted, when set (tests), sees every view this node adopts.
+	adopted func(View)
 }
 
 // timing is the failure-detection and gossip preset. It is a single
@@ -122,6 +140,12 @@ type timing struct {
 	// LockStale: after this long without news, a member holding a promise
 	// for another node's proposal asks what became of it.
 	LockStale time.Duration
+	// Reconnect: how often serf tries to rejoin a member it declared
+	// failed (the cluster as a whole, about one attempt per interval).
+	// This is what heals a partition: gossip never probes a dead member
+	// again, so the sides find each other only through these joins.
+	// serf's default is 30 s; one attempt a second costs one dial.
+	Reconnect time.Duration
 }
 
 var preset = timing{
@@ -137,6 +161,7 @@ var preset = timing{
 	LeavePropagate:   250 * time.Millisecond,
 	RoundTimeout:     500 * time.Millisecond,
 	LockStale:        time.Second,
+	Reconnect:        time.Second,
 }
 
 // settings is a validated Config with defaults applied.

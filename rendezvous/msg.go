@@ -128,9 +128,10 @@ const (
 	replyStale                          // epoch <= this member's last agreed epoch (see reply epoch)
 	replyLocked                         // it promised another proposer's proposal
 	replyNotMember                      // it is not in its own candidate (extra worker)
+	replyNoQuorum                       // the view lacks a majority of this member's last view
 )
 
-var replyNames = [...]string{"", "yes", "committed", "pending", "unknown", "not-ready", "mismatch", "stale", "locked", "not-member"}
+var replyNames = [...]string{"", "yes", "committed", "pending", "unknown", "not-ready", "mismatch", "stale", "locked", "not-member", "no-quorum"}
 
 func (c replyCode) String() string {
 	if int(c) < len(replyNames) && c != 0 {
@@ -158,7 +159,7 @@ func decodeReply(b []byte) (reply, error) {
 		return r, fmt.Errorf("%w: bad reply", errMalformed)
 	}
 	r.Code = replyCode(b[3])
-	if r.Code < replyYes || r.Code > replyNotMember {
+	if r.Code < replyYes || r.Code > replyNoQuorum {
 		return r, fmt.Errorf("%w: reply code %d", errMalformed, b[3])
 	}
 	r.Epoch = binary.BigEndian.Uint64(b[4:])

@@ -21,6 +21,15 @@ import (
 // ErrClosed is returned by Agree once Close has been called.
 var ErrClosed = errors.New("rendezvous: node closed")
 
+// ErrNoQuorum is returned (wrapped, naming the members this node can and
+// cannot reach) by Agree on a member of an elastic group that cannot
+// reach a majority of its last view's members once membership has held
+// still for Settle: it is on the minority side of a partition, or too
+// many members failed at once. No view forms there; when the network
+// heals, Agree called again takes the node into the majority's next view.
+// Config.AllowSplit waives the rule.
+var ErrNoQuorum = errors.New("rendezvous: no quorum")
+
 // EventKind says what happened to a member.
 type EventKind uint8
 
@@ -174,6 +183,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	ml.DeadNodeReclaimTime = preset.DeadNodeReclaim
 	ml.Label = "ringo"
 	ml.Logger = std
+	if s.transport != nil {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ml.BindAddr}, BindPort: ml.BindPort, Logger: std})
+		if err != nil {
+			n.cancel()
+			return nil, fmt.Errorf("rendezvous: start gossip on %s: %w", s.Bind, err)
+		}
+		ml.BindPort = nt.GetAutoBindPort()
+		ml.Transport = s.transport(nt)
+	}
 	if s.Key != nil {
 		ml.SecretKey = s.Key
 		ml.GossipVerifyIncoming = true
@@ -198,6 +216,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	sc.BroadcastTimeout = preset.BroadcastTimeout
 	sc.LeavePropagateDelay = preset.LeavePropagate
 	sc.DisableCoordinates = true
+	sc.ReconnectInterval = preset.Reconnect
 	sc.ReconnectTimeout = 10 * time.Minute
 	sc.TombstoneTimeout = 10 * time.Minute
 

@@ -95,6 +95,14 @@ func runElastic(ctx context.Context, cfg *config, comm *collective.Communicator,
 		t0 := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, joinTimeout)
 		next, err := comm.Rejoin(rctx) // closes comm
+		for said := false; errors.Is(err, collective.ErrNoQuorum) && rctx.Err() == nil; said = true {
+			// The minority side of a partition: no view may form here.
+			// Wait for the network to heal and join the majority's group.
+			if !said {
+				fmt.Fprintf(stderr, "allreduce-bench: rank %d at epoch %d: %v; waiting for the network to heal\n", rank, epoch, err)
+			}
+			next, err = comm.Rejoin(rctx)
+		}
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "allreduce-bench: re-forming the group after epoch %d: %v\n", epoch, err)

@@ -616,6 +616,14 @@ func (w *worker) reform(ctx context.Context, cause error) error {
 	rctx, cancel := context.WithTimeout(ctx, rejoinTimeout)
 	defer cancel()
 	next, err := w.comm.Rejoin(rctx) // closes the old communicator
+	for said := false; errors.Is(err, collective.ErrNoQuorum) && rctx.Err() == nil; said = true {
+		// The minority side of a partition: no view may form here. Wait
+		// for the network to heal and join the majority's group.
+		if !said {
+			w.logf("rank %d at group epoch %d: %v; waiting for the network to heal", rank, epoch, err)
+		}
+		next, err = w.comm.Rejoin(rctx)
+	}
 	if err != nil {
 		return fmt.Errorf("re-forming the group after epoch %d: %w", epoch, err)
 	}

@@ -35,8 +35,12 @@ type Config struct {
 	Key             []byte // the cluster key; nil: loopback only
 	Rank            int    // the rank asked for; -1 for any
 	Settle          time.Duration
+	AllowSplit      bool
 	Logger          *slog.Logger
 }
+
+// ErrNoQuorum is rendezvous.ErrNoQuorum.
+var ErrNoQuorum = rendezvous.ErrNoQuorum
 
 // Member is one worker's membership.
 type Member struct {
@@ -81,7 +85,7 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 		Group: cfg.Group, World: cfg.World, Min: cfg.Min, Max: cfg.Max,
 		Bind: cfg.Bind, Join: cfg.Join, Key: cfg.Key, Rank: cfg.Rank, Name: name,
 		Meta:   rendezvous.Meta{Addr: advertise, CertSHA256: fp[:]},
-		Settle: cfg.Settle, Logger: cfg.Logger,
+		Settle: cfg.Settle, AllowSplit: cfg.AllowSplit, Logger: cfg.Logger,
 	})
 	if err != nil {
 		conn.Close()

@@ -457,3 +457,38 @@ func (r *Relay) schedule() {
 		}
 	}
 }
+
+// Partition cuts a set of endpoints (host:port strings) into sides that
+// cannot reach each other, for transports that ask it before every send
+// and receive (the relays above impair one path; a Partition decides
+// between many endpoints at once, as a switch whose ports are unplugged).
+// The zero Partition connects everything. It is safe for concurrent use.
+type Partition struct {
+	mu   sync.RWMutex
+	side map[string]int
+}
+
+// Split puts each list of endpoints on a side of its own; endpoints named
+// in no list reach every side. It replaces any earlier split.
+func (p *Partition) Split(sides ...[]string) {
+	m := make(map[string]int)
+	for i, s := range sides {
+		for _, a := range s {
+			m[a] = i + 1
+		}
+	}
+	p.mu.Lock()
+	p.side = m
+	p.mu.Unlock()
+}
+
+// Heal reconnects every endpoint.
+func (p *Partition) Heal() { p.Split() }
+
+// Connected reports whether a and b can reach each other.
+func (p *Partition) Connected(a, b string) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	sa, sb := p.side[a], p.side[b]
+	return sa == 0 || sb == 0 || sa == sb
+}

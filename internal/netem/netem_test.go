@@ -383,3 +383,23 @@ func TestInvalid(t *testing.T) {
 	}()
 	r.Set(Config{Loss: -1})
 }
+
+func TestPartitionSides(t *testing.T) {
+	var p Partition
+	if !p.Connected("a:1", "b:1") {
+		t.Fatal("the zero Partition cuts")
+	}
+	p.Split([]string{"a:1", "b:1"}, []string{"c:1"})
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{{"a:1", "b:1", true}, {"a:1", "c:1", false}, {"c:1", "b:1", false}, {"c:1", "c:1", true}, {"d:1", "c:1", true}, {"a:1", "d:1", true}} {
+		if got := p.Connected(c.a, c.b); got != c.want {
+			t.Errorf("Connected(%s, %s) = %v", c.a, c.b, got)
+		}
+	}
+	p.Heal()
+	if !p.Connected("a:1", "c:1") {
+		t.Error("Heal left a cut")
+	}
+}

@@ -59,6 +59,7 @@ type Identity struct {
 	Epoch uint64
 	World int
 	Rank  int
+	View  uint64 // the view's identity (wire.Hello.View); peers must state the same
 }
 
 // ErrPeerClosed reports that a peer ended the link in an orderly way.
@@ -570,7 +571,7 @@ func (b *base) handshake(ctx context.Context, raw rawConn, peer int, offer *wire
 	})
 	defer stop()
 	enc := wire.NewEncoder()
-	hello := &wire.Hello{Version: wire.Version, Group: b.id.Group, Epoch: b.id.Epoch, World: int32(b.id.World), Rank: int32(b.id.Rank)}
+	hello := &wire.Hello{Version: wire.Version, Group: b.id.Group, Epoch: b.id.Epoch, World: int32(b.id.World), Rank: int32(b.id.Rank), View: b.id.View}
 	scratch := make([]byte, wire.PrefixLen+wire.MaxHeader)
 	var got wire.Hello
 	read := func(s Stream, what string) error {
@@ -644,6 +645,9 @@ func (b *base) checkHello(f *wire.Frame, peer int) error {
 		return fmt.Errorf("transport: rank %d is at epoch %d, not %d: %w", peer, h.Epoch, b.id.Epoch, errRefused)
 	case int(h.World) != b.id.World:
 		return fmt.Errorf("transport: rank %d has a world of %d, not %d: %w", peer, h.World, b.id.World, errRefused)
+	case h.View != b.id.View:
+		return fmt.Errorf("transport: rank %d is in another view of epoch %d (identity %016x, not %016x: other members): %w",
+			peer, h.Epoch, h.View, b.id.View, errRefused)
 	}
 	return nil
 }

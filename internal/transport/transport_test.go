@@ -321,3 +321,41 @@ func TestQUICPinned(t *testing.T) {
 		t.Fatalf("unpinned certificate: got %v, want a TLS handshake failure", err)
 	}
 }
+
+// TestOtherViewRefused: two ranks with every credential right, at one
+// epoch, link when they state one view identity and never when their
+// views differ (other members: the two sides of a split).
+func TestOtherViewRefused(t *testing.T) {
+	try := func(views [2]uint64, wait time.Duration) [2]error {
+		ca, err := pki.New("g", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns := [2]*net.UDPConn{udp(t), udp(t)}
+		peers := []Peer{{Addr: conns[0].LocalAddr().String(), Name: pki.RankName(0)}, {Addr: conns[1].LocalAddr().String(), Name: pki.RankName(1)}}
+		var m [2]*QUICMesh
+		for r := range 2 {
+			tc, err := ca.TLSConfig(pki.RankName(r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m[r], err = NewQUIC(QUICConfig{Identity: Identity{Group: "g", Epoch: 7, World: 2, Rank: r, View: views[r]}, Peers: peers, Conn: conns[r], TLS: tc}, &recorder{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m[r].Close(0)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_, errs := linkPair(ctx, m)
+		return errs
+	}
+	if errs := try([2]uint64{0xa0, 0xa0}, 10*time.Second); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("one view: %v", errs)
+	}
+	for r, err := range try([2]uint64{0xa0, 0xa1}, 3*time.Second) {
+		if err == nil {
+			t.Errorf("rank %d linked to a rank of another view", r)
+		}
+	}
+}

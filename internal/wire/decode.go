@@ -33,6 +33,7 @@ const (
 	slotHelloRank     = 12
 	slotHelloChannel  = 14
 	slotHelloChannels = 16
+	slotHelloView     = 18
 
 	// Layout of the fb.DataHeader struct: field offsets and its size (44
 	// bytes of fields, padded to its 8-byte alignment). Decode reads the
@@ -310,7 +311,7 @@ func decodeUnsafe(buf []byte, lim Limits, f *Frame, noValidate bool) (int, error
 		}
 		if err := checkScalars(&t, "hello",
 			slotHelloVersion, 4, slotHelloEpoch, 8, slotHelloWorld, 4, slotHelloRank, 4,
-			slotHelloChannel, 2, slotHelloChannels, 2); err != nil {
+			slotHelloChannel, 2, slotHelloChannels, 2, slotHelloView, 8); err != nil {
 			return 0, err
 		}
 		group, err := t.str(slotHelloGroup, MaxGroup, "hello group")
@@ -320,7 +321,7 @@ func decodeUnsafe(buf []byte, lim Limits, f *Frame, noValidate bool) (int, error
 		var hb fb.HelloBody
 		hb.Init(b, flatbuffers.UOffsetT(hp))
 		h := Hello{Version: hb.Version(), Epoch: hb.Epoch(), World: hb.World(), Rank: hb.Rank(),
-			Channel: hb.Channel(), Channels: hb.Channels()}
+			Channel: hb.Channel(), Channels: hb.Channels(), View: hb.View()}
 		if err := h.Validate(lim); err != nil { // the group is checked next, before it is copied
 			return 0, err
 		}

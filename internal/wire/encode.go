@@ -135,6 +135,7 @@ func (e *Encoder) EncodeHello(h *Hello) []byte {
 	fb.HelloBodyAddRank(b, h.Rank)
 	fb.HelloBodyAddChannel(b, h.Channel)
 	fb.HelloBodyAddChannels(b, h.Channels)
+	fb.HelloBodyAddView(b, h.View)
 	body := fb.HelloBodyEnd(b)
 	fb.FrameStart(b)
 	fb.FrameAddHello(b, body)

@@ -121,7 +121,7 @@ func TestRoundTripAbortHelloExtremes(t *testing.T) {
 		roundTrip(t, e, Frame{Kind: KindAbort, Abort: Abort{Code: code}}, lim)
 	}
 	roundTrip(t, e, Frame{Kind: KindHello, Hello: Hello{Version: Version, Group: maxGroup,
-		Epoch: math.MaxUint64, World: math.MaxInt32, Rank: math.MaxInt32 - 1}}, big)
+		Epoch: math.MaxUint64, World: math.MaxInt32, Rank: math.MaxInt32 - 1, View: math.MaxUint64}}, big)
 	roundTrip(t, e, Frame{Kind: KindHello, Hello: Hello{Version: Version, World: 1}}, lim)
 }
 

@@ -113,8 +113,20 @@ func (rcv *HelloBody) MutateChannels(n uint16) bool {
 	return rcv._tab.MutateUint16Slot(16, n)
 }
 
+func (rcv *HelloBody) View() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *HelloBody) MutateView(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(18, n)
+}
+
 func HelloBodyStart(builder *flatbuffers.Builder) {
-	builder.StartObject(7)
+	builder.StartObject(8)
 }
 func HelloBodyAddVersion(builder *flatbuffers.Builder, version uint32) {
 	builder.PrependUint32Slot(0, version, 0)
@@ -136,6 +148,9 @@ func HelloBodyAddChannel(builder *flatbuffers.Builder, channel uint16) {
 }
 func HelloBodyAddChannels(builder *flatbuffers.Builder, channels uint16) {
 	builder.PrependUint16Slot(6, channels, 0)
+}
+func HelloBodyAddView(builder *flatbuffers.Builder, view uint64) {
+	builder.PrependUint64Slot(7, view, 0)
 }
 func HelloBodyEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
