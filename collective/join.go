@@ -235,6 +235,10 @@ func (c *Communicator) Rejoin(ctx context.Context) (*Communicator, error) {
 // Rejoin.
 func (c *Communicator) Epoch() uint64 { return c.epoch }
 
+// ViewID is the identity of the communicator's view (View.ID): two
+// communicators link only when their ViewIDs are equal.
+func (c *Communicator) ViewID() uint64 { return c.viewID }
+
 // Waiting returns how many workers of the group gossip shows alive that
 // are not in the last agreed view: a restarted or added worker waiting in
 // Join for the next epoch. It is a local snapshot, not agreed: to let them

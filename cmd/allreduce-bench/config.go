@@ -143,6 +143,7 @@ type config struct {
 	// at the next epoch after a loss and takes newcomers in between sizes.
 	min, max      int
 	settle        time.Duration // how long membership must hold still before a group smaller than max forms
+	allowSplit    bool          // an elastic group may re-form without a majority of its last view
 	settleSet     bool          // -settle was given
 	dataBind      string        // this worker's QUIC address (default: -bind's host)
 	dataAdvertise string        // the QUIC address peers dial, when not dataBind
@@ -348,6 +349,7 @@ func parseFlags(args []string, w io.Writer) (*config, error) {
 	fs.IntVar(&cfg.world, "world", 0, "with -join: the group's size `N` (same as -np)")
 	fs.IntVar(&cfg.min, "min", 0, "with -join: an elastic group of at least `N` workers (with -max instead of -world): it re-forms at the next epoch when a worker is lost and the sweep goes on")
 	fs.IntVar(&cfg.max, "max", 0, "with -join and -min: at most `N` workers; new workers are taken in between sizes")
+	fs.BoolVar(&cfg.allowSplit, "allow-split", false, "with -min and -max: let the group re-form without a majority of its last view (each side of a partition with -min workers goes on alone; by default the minority waits for the network to heal)")
 	fs.DurationVar(&cfg.settle, "settle", time.Second, "with -min and -max: a group smaller than -max forms (or re-forms) once membership has held still this `DURATION`")
 	fs.StringVar(&cfg.dataBind, "data-bind", "", "with -join: this worker's QUIC `HOST:PORT` (default: -bind's host, any port)")
 	fs.StringVar(&cfg.dataAdvertise, "data-advertise", "", "with -join: the QUIC `HOST:PORT` other workers dial, when it is not -data-bind (NAT, port forward, relay)")
@@ -477,8 +479,8 @@ func (cfg *config) validateJoin() error {
 	case cfg.settle <= 0 || cfg.settle > time.Hour:
 		return usagef("invalid value %v for flag -settle: want more than 0, at most an hour", cfg.settle)
 	case cfg.min == 0:
-		if cfg.awaitJoin || cfg.settleSet {
-			return usagef("flags -settle and -test-await-join need an elastic group (-min and -max)")
+		if cfg.awaitJoin || cfg.settleSet || cfg.allowSplit {
+			return usagef("flags -settle, -allow-split and -test-await-join need an elastic group (-min and -max)")
 		}
 		return nil
 	case cfg.world != 0:

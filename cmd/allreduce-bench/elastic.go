@@ -109,8 +109,8 @@ func runElastic(ctx context.Context, cfg *config, comm *collective.Communicator,
 			return exitFailed
 		}
 		comm = next
-		fmt.Fprintf(stderr, "allreduce-bench: re-formed at epoch %d in %v: rank %d of %d\n",
-			comm.Epoch(), time.Since(t0).Round(time.Millisecond), comm.Rank(), comm.Size())
+		fmt.Fprintf(stderr, "allreduce-bench: re-formed at epoch %d in %v: rank %d of %d (view %016x)\n",
+			comm.Epoch(), time.Since(t0).Round(time.Millisecond), comm.Rank(), comm.Size(), comm.ViewID())
 		cfg.dieRank = -1 // the die hook is for the first epoch only
 	}
 }

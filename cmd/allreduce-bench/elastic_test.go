@@ -218,8 +218,8 @@ func freeAddrs(t *testing.T, n int) []string {
 
 var (
 	lossRE    = regexp.MustCompile(`^allreduce-bench: rank (\d+) at epoch (\d+): (.*); re-forming the group$`)
-	reformRE  = regexp.MustCompile(`^allreduce-bench: re-formed at epoch (\d+) in \S+: rank (\d+) of (\d+)$`)
-	joinedRE  = regexp.MustCompile(`^allreduce-bench: joined group "[^"]*" at epoch (\d+): rank (\d+) of (\d+)$`)
+	reformRE  = regexp.MustCompile(`^allreduce-bench: re-formed at epoch (\d+) in \S+: rank (\d+) of (\d+) \(view ([0-9a-f]{16})\)$`)
+	joinedRE  = regexp.MustCompile(`^allreduce-bench: joined group "[^"]*" at epoch (\d+): rank (\d+) of (\d+) \(view ([0-9a-f]{16})\)$`)
 	epochLine = regexp.MustCompile(`(?m)^# epoch (\d+): (\d+) workers`)
 )
 

@@ -33,7 +33,7 @@ func runJoin(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 		Comm: collective.Config{Algorithm: cfg.algo, Transport: cfg.tport, ChunkBytes: int(cfg.chunk), Channels: cfg.channels, Timeout: cfg.opTimeout()},
 	}
 	if cfg.elastic() {
-		jc.World, jc.Min, jc.Max, jc.Settle = 0, cfg.min, cfg.max, cfg.settle
+		jc.World, jc.Min, jc.Max, jc.Settle, jc.AllowSplit = 0, cfg.min, cfg.max, cfg.settle, cfg.allowSplit
 	}
 	if cfg.group != "" {
 		jc.Group = cfg.group
@@ -80,7 +80,7 @@ func runLaunched(ctx context.Context, cfg *config, env launchenv.Env, stdout, st
 
 // runJoined runs the sweep on a communicator made by Join or JoinEnv.
 func runJoined(ctx context.Context, cfg *config, comm *collective.Communicator, group string, stdout, stderr io.Writer) int {
-	fmt.Fprintf(stderr, "allreduce-bench: joined group %q at epoch %d: rank %d of %d\n", group, comm.Epoch(), comm.Rank(), comm.Size())
+	fmt.Fprintf(stderr, "allreduce-bench: joined group %q at epoch %d: rank %d of %d (view %016x)\n", group, comm.Epoch(), comm.Rank(), comm.Size(), comm.ViewID())
 	if cfg.elastic() {
 		return runElastic(ctx, cfg, comm, stdout, stderr)
 	}

@@ -74,9 +74,12 @@ func runBench(t *testing.T, args ...string) result {
 
 // benchCmd prepares a run of the program. Every process it starts inherits
 // a marker in its environment, so that survivors can be found.
+// benchTimeout bounds every bench process a test starts.
+var benchTimeout = 90 * time.Second
+
 func benchCmd(t *testing.T, args ...string) (cmd *exec.Cmd, tmp, mark string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
 	t.Cleanup(cancel)
 	tmp = t.TempDir()
 	mark = fmt.Sprintf("ALLREDUCE_BENCH_TEST_MARK=%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
