@@ -169,6 +169,7 @@ func runJoin(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 		logf("joining group %q at %s: %v", cfg.group, cfg.join, err)
 		return exitFailed
 	}
+	logf("joined group %q at group epoch %d: rank %d of %d (view %016x)", cfg.group, comm.Epoch(), comm.Rank(), comm.Size(), comm.ViewID())
 	var emit func(record)
 	if cfg.records {
 		enc := json.NewEncoder(stdout)

@@ -636,7 +636,7 @@ func (w *worker) reform(ctx context.Context, cause error) error {
 		_ = oldArena.Free()
 	}
 	w.killArmed = false
-	w.logf("re-formed at group epoch %d in %v: rank %d of %d", next.Epoch(), time.Since(t0).Round(time.Millisecond), next.Rank(), next.Size())
+	w.logf("re-formed at group epoch %d in %v: rank %d of %d (view %016x)", next.Epoch(), time.Since(t0).Round(time.Millisecond), next.Rank(), next.Size(), next.ViewID())
 	return nil
 }
 
