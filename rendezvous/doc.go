@@ -80,10 +80,24 @@
 // only after every one of its members promised it, and a member promises
 // one proposal at a time, so two different views cannot be decided for the
 // same epoch unless gossip declares a live proposer dead between its
-// decision and its commits, or the network partitions into groups that
-// each have enough members (there is no quorum: a partitioned elastic group
-// can split). Every member of a view must be in Agree for it to form:
-// "exact or error" collectives need all of them anyway.
+// decision and its commits (the proposer is then alone with its view, and
+// links between the two are refused: their identities differ). Every
+// member of a view must be in Agree for it to form: "exact or error"
+// collectives need all of them anyway.
+//
+// # Quorum
+//
+// In an elastic group a view at epoch e+1 needs more than half of the
+// members of view e (members that left with Leave do not count). Each
+// member checks a proposal against its own last view before promising
+// ("no-quorum" otherwise), so two sides of a partition cannot both form the
+// next view. A node whose candidate lacks a majority of its last view
+// returns ErrNoQuorum from Agree once membership has held still for
+// Settle (and the call has waited that long); calling Agree again waits
+// for the network to heal, and the node joins the majority's next view.
+// The first view is bounded by Min alone. Config.AllowSplit waives the
+// rule. Gossip retries failed members every second (serf's reconnect), so
+// the sides find each other soon after a partition heals.
 //
 // # Epochs and re-forming
 //
