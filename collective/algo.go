@@ -48,54 +48,19 @@ func callSched(opts []CallOption) Schedule {
 // Costs are the link and kernel parameters of the alpha-beta-gamma model
 // that Auto chooses algorithms with, measured on one data path of this
 // communicator's links (the slowest rank's figure, so that every rank
-// holds the same values and makes the same choice). A communicator that
-// chooses between TLS lanes and QUIC per call holds one Costs for each.
-type Costs struct {
-	// Transport is the data path the figures were measured on.
-	Transport Transport
-	Alpha     time.Duration // latency of one dependent step (a ring Barrier's step)
-	Beta      float64       // seconds per byte moved over a link
-	Gamma     float64       // seconds per byte reduced
-	// AllReduce holds, per AllReduce schedule (ring, recursive doubling,
-	// double binary tree), the line T(N) = Fixed + PerByte·N through two
-	// timed runs (4 KiB and 256 KiB): each schedule's real costs (how its
-	// steps overlap, how its traffic shares links and cores) differ more
-	// than a textbook formula says. AllReduceLarge continues each line
-	// from 256 KiB through a third run at 1 MiB, where pipelining and
-	// per-byte costs have taken over; it is used above 256 KiB. Beyond 1
-	// MiB, the largest size timed, a tree's line grows at least as fast as
-	// the ring's measured per-byte cost times the formulas' ratio of the
-	// two (a tree moves and reduces more bytes per rank than the ring:
-	// log2(n)·N for recursive doubling against 2(n-1)/n·N), so that the
-	// noise of two timed points does not carry a tree to 64 MiB. Zero
-	// until calibrated: the formulas stand in.
-	AllReduce, AllReduceLarge [3]Line
-}
+// holds the same values and makes the same choice): Alpha the latency of
+// one dependent step, Beta seconds per byte moved over a link, Gamma
+// seconds per byte reduced, and per AllReduce schedule the lines fitted
+// through timed runs (docs/algorithms.md). A communicator that chooses
+// between TLS lanes and QUIC per call holds one Costs for each.
+type Costs = cost.Costs
 
 // Line is a fitted time: Fixed + PerByte·bytes.
 type Line = cost.Line
 
-func (k Costs) String() string {
-	return fmt.Sprintf("α=%v β=%.3g ns/B γ=%.3g ns/B", k.Alpha.Round(100*time.Nanosecond), k.Beta*1e9, k.Gamma*1e9)
-}
-
-// model is k as package cost sees it.
-func (k Costs) model() cost.Model {
-	return cost.Model{Alpha: k.Alpha, Beta: k.Beta, Gamma: k.Gamma, AllReduce: k.AllReduce, AllReduceLarge: k.AllReduceLarge}
-}
-
 // Choice is the algorithm and data path Auto picked for a call, with the
 // reason.
-type Choice struct {
-	Algorithm Algorithm // Ring or Tree: the family of Schedule
-	Schedule  Schedule
-	// Transport is what carries the call's bytes: TransportTLS,
-	// TransportQUIC, TransportTCP or TransportShm (TransportAuto for
-	// in-process pipes).
-	Transport Transport
-	Estimate  time.Duration // the model's time for it
-	Reason    string        // the estimates compared
-}
+type Choice = cost.Choice
 
 // candidate is one schedule's estimate for a call on one path.
 type candidate struct {
@@ -180,7 +145,7 @@ func (c *Communicator) choiceTransport(p stream.Path) Transport {
 // or the fastest estimate, taking the ring within ringMargin of it; it
 // also returns every estimate. It allocates nothing.
 func (c *Communicator) bestOn(p stream.Path, op wire.Op, algo Algorithm, bytes int) (candidate, cost.Estimates) {
-	es := c.pathCosts[p].model().Estimates(op, c.world, float64(bytes), float64(c.cb))
+	es := c.pathCosts[p].Model().Estimates(op, c.world, float64(bytes), float64(c.cb))
 	list := es.List()
 	pick := candidate{}.of(list[0], p)
 	if algo != Auto {

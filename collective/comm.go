@@ -2,7 +2,6 @@ package collective
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/engine/shmem"
 	"github.com/ringo-ml/ringo/internal/engine/stream"
 	"github.com/ringo-ml/ringo/internal/order"
@@ -46,21 +46,11 @@ type View struct {
 // with one epoch but different members (the two sides of a partition of
 // a group that allows splits, say) never exchange tensors.
 func (v View) ID() uint64 {
-	h := sha256.New()
-	field := func(b []byte) {
-		var n [8]byte
-		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	field([]byte(v.Group))
-	field(binary.LittleEndian.AppendUint64(nil, v.Epoch))
+	fields := [][]byte{[]byte(v.Group), binary.LittleEndian.AppendUint64(nil, v.Epoch)}
 	for _, m := range v.Members {
-		field([]byte(m.Name))
-		field([]byte(m.Addr))
-		field(m.CertSHA256)
+		fields = append(fields, []byte(m.Name), []byte(m.Addr), m.CertSHA256)
 	}
-	return binary.BigEndian.Uint64(h.Sum(nil))
+	return engine.Identity(fields...)
 }
 
 // Defaults of Config.
@@ -246,7 +236,7 @@ func (cfg *Config) defaults() error {
 
 // channels is the number of QUIC connections per link this rank offers.
 func (cfg *Config) channels() int {
-	if cfg.Transport.lanesOnly() || cfg.Transport == TransportShm {
+	if cfg.Transport.LanesOnly() || cfg.Transport == TransportShm {
 		return 1
 	}
 	return cfg.conns()
@@ -295,12 +285,12 @@ func newCommunicator(cfg *Config) *Communicator {
 	for p := range stream.NumPaths {
 		c.pathCosts[p] = defaultCosts[p]
 	}
-	c.lanes = transport.LaneConfig{Security: cfg.Transport.laneSecurity(), Count: cfg.conns(),
+	c.lanes = transport.LaneConfig{Security: laneSecurity(cfg.Transport), Count: cfg.conns(),
 		Advertise: cfg.laneAdvertise, Timeout: cfg.laneTimeout, Logger: c.log}
 	// Set-up (and shared-memory detection) runs over QUIC; with Auto,
 	// lanes join in connect.
 	c.paths = []stream.Path{stream.QUIC}
-	if cfg.Transport.lanesOnly() {
+	if cfg.Transport.LanesOnly() {
 		c.paths = []stream.Path{stream.Lanes}
 	}
 	c.life, c.endLife = context.WithCancel(context.Background())
@@ -349,8 +339,8 @@ func New(ctx context.Context, cfg Config) (*Communicator, error) {
 	}
 	c.mu.Lock()
 	c.mesh = mesh
-	c.links = c.eng.Links(mesh, !cfg.Transport.lanesOnly())
-	c.links.SetLanes(cfg.Transport.lanesOnly())
+	c.links = c.eng.Links(mesh, !cfg.Transport.LanesOnly())
+	c.links.SetLanes(cfg.Transport.LanesOnly())
 	c.mu.Unlock()
 	if err := c.connect(ctx); err != nil {
 		_ = c.Close()
@@ -437,7 +427,7 @@ func (c *Communicator) connect(ctx context.Context) error {
 	if c.world == 1 {
 		return nil
 	}
-	if c.transport.lanesOnly() {
+	if c.transport.LanesOnly() {
 		// Every link gets its lanes as it is made.
 		if err := c.listenLanes(); err != nil {
 			return err

@@ -75,7 +75,7 @@ func (c *Communicator) AllReduce(ctx context.Context, buf any, op ReduceOp, opts
 	if err == nil {
 		err = checkAvg(op, t.dt)
 	}
-	if err == nil && half(t.dt) {
+	if err == nil && engine.Half(t.dt) {
 		return c.reduceHalf(ctx, t, tensor{}, func(d, _ []float32) error { return c.AllReduce(ctx, d, op, opts...) })
 	}
 	h.DType, h.Count, h.Reduce = t.dt, uint64(t.n), op.wire()
@@ -120,7 +120,7 @@ func (c *Communicator) Reduce(ctx context.Context, dst, src any, op ReduceOp, ro
 	if err == nil {
 		err = checkAvg(op, s.dt)
 	}
-	if err == nil && half(s.dt) {
+	if err == nil && engine.Half(s.dt) {
 		return c.reduceHalf(ctx, d, s, func(df, sf []float32) error {
 			var dv any
 			if df != nil {
@@ -195,7 +195,7 @@ func (c *Communicator) ReduceScatter(ctx context.Context, dst, src any, op Reduc
 	if err == nil {
 		err = checkAvg(op, d.dt)
 	}
-	if err == nil && half(d.dt) {
+	if err == nil && engine.Half(d.dt) {
 		return c.reduceHalf(ctx, d, s, func(df, sf []float32) error { return c.ReduceScatter(ctx, df, sf, op, opts...) })
 	}
 	h.DType, h.Count, h.Reduce = d.dt, uint64(d.n), op.wire()

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
 	"unsafe"
 
 	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/engine/shmem"
-	"github.com/ringo-ml/ringo/internal/shm"
 )
 
 // ShmConfig tunes the shared-memory engine (package doc, "Data paths").
@@ -43,40 +40,7 @@ type ShmConfig struct {
 // tuning resolves c's zero fields from the environment and the defaults
 // for a group of n ranks.
 func (c ShmConfig) tuning(log *slog.Logger, n int) (shmem.Tuning, error) {
-	d := shmem.Default
-	t := shmem.Tuning{
-		Window: setting(log, c.Window, "RINGO_SHM_WINDOW", shmem.DefaultWindow(n, shm.HostCPUs()), shmem.MinWindow, shmem.MaxWindow),
-		Small:  setting(log, c.Small, "RINGO_SHM_SMALL", d.Small, 0, shmem.MaxWindow),
-		Spin:   setting(log, c.Spin, "RINGO_SHM_SPIN", d.Spin, 0, 1<<20),
-		Yield:  setting(log, c.Yield, "RINGO_SHM_YIELD", d.Yield, 0, 1<<20),
-	}
-	if t.Window < shmem.MinWindow || t.Window > shmem.MaxWindow {
-		return t, fmt.Errorf("%w: Shm.Window %d outside [%d, %d]", ErrInvalid, t.Window, shmem.MinWindow, shmem.MaxWindow)
-	}
-	t.Window &^= 63
-	return t, nil
-}
-
-// setting is a field's value: v when set (negative meaning 0), else the
-// environment variable name when it holds an integer in [lo, hi], else
-// def.
-func setting(log *slog.Logger, v int, name string, def, lo, hi int) int {
-	switch {
-	case v < 0:
-		return 0
-	case v > 0:
-		return v
-	}
-	s, ok := os.LookupEnv(name)
-	if !ok {
-		return def
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < lo || n > hi {
-		log.Warn("collective: ignoring a setting outside its range", "name", name, "value", s, "min", lo, "max", hi)
-		return def
-	}
-	return n
+	return shmem.Resolve(log, shmem.Tuning{Window: c.Window, Small: c.Small, Spin: c.Spin, Yield: c.Yield}, n)
 }
 
 // setupShm tries to move the data path to shared memory: every rank

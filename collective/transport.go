@@ -6,55 +6,43 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/ringo-ml/ringo/internal/engine"
 	"github.com/ringo-ml/ringo/internal/engine/stream"
 	"github.com/ringo-ml/ringo/internal/transport"
 )
 
 // Transport selects how a communicator made by New or Join moves tensor
-// data between its ranks.
-type Transport uint8
+// data between its ranks:
+//
+//   - TransportAuto (the default) uses shared memory when every rank of
+//     the group is on this host (found by trying: each rank maps the
+//     others' segments). Otherwise every byte is encrypted: each call
+//     goes over TLS lanes or over QUIC, whichever the costs measured at
+//     creation say is faster for its operation and size (see Calibrate
+//     and Explain).
+//   - TransportQUIC moves all data over the QUIC links.
+//   - TransportShm requires shared memory: New fails when some rank
+//     cannot map the others' segments.
+//   - TransportTCP moves tensor data over plaintext TCP lanes that each
+//     QUIC link authenticates when it is made (a token exchange over the
+//     link); control frames stay on QUIC. Not encrypted: for trusted
+//     networks only. Never chosen by Auto.
+//   - TransportTLS moves tensor data over TLS lanes: TCP connections with
+//     TLS 1.3, mutually authenticated and pinned exactly as the QUIC
+//     links are (the member's name, its pinned certificate, the group's
+//     CA), beside each QUIC link, which keeps the control frames.
+//     Encrypted, and several times faster per core than QUIC for bulk
+//     data.
+type Transport = engine.Transport
 
+// Transports.
 const (
-	// TransportAuto uses shared memory when every rank of the group is on
-	// this host (found by trying: each rank maps the others' segments).
-	// Otherwise every byte is encrypted: each call goes over TLS lanes or
-	// over QUIC, whichever the costs measured at creation say is faster
-	// for its operation and size (see Calibrate and Explain). The
-	// default.
-	TransportAuto Transport = iota
-	// TransportQUIC moves all data over the QUIC links.
-	TransportQUIC
-	// TransportShm requires shared memory: New fails when some rank
-	// cannot map the others' segments.
-	TransportShm
-	// TransportTCP moves tensor data over plaintext TCP lanes that each
-	// QUIC link authenticates when it is made (a token exchange over the
-	// link); control frames stay on QUIC. Not encrypted: for trusted
-	// networks only. Never chosen by Auto.
-	TransportTCP
-	// TransportTLS moves tensor data over TLS lanes: TCP connections with
-	// TLS 1.3, mutually authenticated and pinned exactly as the QUIC links
-	// are (the member's name, its pinned certificate, the group's CA),
-	// beside each QUIC link, which keeps the control frames. Encrypted,
-	// and several times faster per core than QUIC for bulk data.
-	TransportTLS
+	TransportAuto = engine.TransportAuto
+	TransportQUIC = engine.TransportQUIC
+	TransportShm  = engine.TransportShm
+	TransportTCP  = engine.TransportTCP
+	TransportTLS  = engine.TransportTLS
 )
-
-func (t Transport) String() string {
-	switch t {
-	case TransportAuto:
-		return "auto"
-	case TransportQUIC:
-		return "quic"
-	case TransportShm:
-		return "shm"
-	case TransportTCP:
-		return "tcp"
-	case TransportTLS:
-		return "tls"
-	}
-	return fmt.Sprintf("Transport(%d)", uint8(t))
-}
 
 // ParseTransport reads a transport's name: auto, quic, shm, tcp or tls.
 func ParseTransport(s string) (Transport, error) {
@@ -66,16 +54,12 @@ func ParseTransport(s string) (Transport, error) {
 	return 0, fmt.Errorf("%w: unknown transport %q (want auto, quic, shm, tcp or tls)", ErrInvalid, s)
 }
 
-// lanesOnly reports whether every byte of data moves over lanes (the
-// QUIC links carry control frames alone).
-func (t Transport) lanesOnly() bool { return t == TransportTLS || t == TransportTCP }
-
 // hasLanes reports whether this communicator's links have lanes: every
 // link made from now on gets them.
 func (c *Communicator) hasLanes() bool { return slices.Contains(c.paths, stream.Lanes) }
 
 // laneSecurity is the lanes a communicator's mesh needs for its setting.
-func (t Transport) laneSecurity() transport.LaneSecurity {
+func laneSecurity(t Transport) transport.LaneSecurity {
 	switch t {
 	case TransportAuto, TransportTLS:
 		return transport.LanesTLS

@@ -100,29 +100,18 @@ func ParseOperation(s string) (Operation, error) {
 }
 
 // Algorithm selects how a collective moves data.
-type Algorithm uint8
+type Algorithm = engine.Algorithm
 
+// Algorithms.
 const (
 	// Auto lets the communicator choose.
-	Auto Algorithm = iota
+	Auto = engine.AlgoAuto
 	// Ring runs the pipelined ring schedules of package ring.
-	Ring
+	Ring = engine.AlgoRing
 	// Tree runs the tree schedules of package tree (recursive doubling,
 	// double binary tree, binomial trees), where a call has one.
-	Tree
+	Tree = engine.AlgoTree
 )
-
-func (a Algorithm) String() string {
-	switch a {
-	case Auto:
-		return "auto"
-	case Ring:
-		return "ring"
-	case Tree:
-		return "tree"
-	}
-	return fmt.Sprintf("Algorithm(%d)", uint8(a))
-}
 
 // Schedule is one schedule of an Algorithm: what Choice, Explain and
 // Status name.

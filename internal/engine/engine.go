@@ -9,6 +9,8 @@
 package engine
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"unsafe"
@@ -171,3 +173,17 @@ func (s Schedule) String() string {
 // Tree reports whether s is one of package tree's schedules, which the
 // frames mark as wire.AlgoTree.
 func (s Schedule) Tree() bool { return s >= RecursiveDoubling && s <= BinomialTree }
+
+// Identity is the first 8 bytes, big-endian, of a SHA-256 over fields,
+// each written as its length (little-endian, 64 bits) and its bytes: a
+// view's identity (collective.View.ID).
+func Identity(fields ...[]byte) uint64 {
+	h := sha256.New()
+	var n [8]byte
+	for _, f := range fields {
+		binary.LittleEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write(f)
+	}
+	return binary.BigEndian.Uint64(h.Sum(nil))
+}

@@ -51,7 +51,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -114,6 +117,48 @@ const (
 	MinWindow = 4 << 10
 	MaxWindow = 64 << 20
 )
+
+// Resolve fills set's zero fields from the environment (RINGO_SHM_WINDOW,
+// RINGO_SHM_SMALL, RINGO_SHM_SPIN, RINGO_SHM_YIELD) or the defaults for a
+// group of n ranks on this host; a negative field means 0. An
+// environment value out of range is ignored with a warning; a Window out
+// of range is an error wrapping engine.ErrInvalid.
+func Resolve(log *slog.Logger, set Tuning, n int) (Tuning, error) {
+	d := Default
+	t := Tuning{
+		Window: setting(log, set.Window, "RINGO_SHM_WINDOW", DefaultWindow(n, shm.HostCPUs()), MinWindow, MaxWindow),
+		Small:  setting(log, set.Small, "RINGO_SHM_SMALL", d.Small, 0, MaxWindow),
+		Spin:   setting(log, set.Spin, "RINGO_SHM_SPIN", d.Spin, 0, 1<<20),
+		Yield:  setting(log, set.Yield, "RINGO_SHM_YIELD", d.Yield, 0, 1<<20),
+	}
+	if t.Window < MinWindow || t.Window > MaxWindow {
+		return t, fmt.Errorf("%w: Shm.Window %d outside [%d, %d]", engine.ErrInvalid, t.Window, MinWindow, MaxWindow)
+	}
+	t.Window &^= 63
+	return t, nil
+}
+
+// setting is a field's value: v when set (negative meaning 0), else the
+// environment variable name when it holds an integer in [lo, hi], else
+// def.
+func setting(log *slog.Logger, v int, name string, def, lo, hi int) int {
+	switch {
+	case v < 0:
+		return 0
+	case v > 0:
+		return v
+	}
+	s, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		log.Warn("collective: ignoring a setting outside its range", "name", name, "value", s, "min", lo, "max", hi)
+		return def
+	}
+	return n
+}
 
 func (t Tuning) segSize() int { return header + 4*t.Window }
 
