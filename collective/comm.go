@@ -40,15 +40,16 @@ type View struct {
 }
 
 // ID is the view's identity: the first 8 bytes of a SHA-256 over its
-// group, epoch and members (names, addresses and certificate
-// fingerprints, in rank order). Every rank states it when it links to a
-// peer and refuses a peer that states another, so the ranks of two views
-// with one epoch but different members (the two sides of a partition of
-// a group that allows splits, say) never exchange tensors.
+// group, epoch and members (names and certificate fingerprints, in rank
+// order; not addresses, which may differ from rank to rank behind NAT or
+// relays). Every rank states it when it links to a peer and refuses a
+// peer that states another, so the ranks of two views with one epoch but
+// different members (the two sides of a partition of a group that allows
+// splits, say) never exchange tensors.
 func (v View) ID() uint64 {
 	fields := [][]byte{[]byte(v.Group), binary.LittleEndian.AppendUint64(nil, v.Epoch)}
 	for _, m := range v.Members {
-		fields = append(fields, []byte(m.Name), []byte(m.Addr), m.CertSHA256)
+		fields = append(fields, []byte(m.Name), m.CertSHA256)
 	}
 	return engine.Identity(fields...)
 }

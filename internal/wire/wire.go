@@ -80,8 +80,8 @@ type Hello struct {
 	// answer and on every later channel. 0 is read as 1 (an older peer).
 	Channels uint16
 	// View is the identity of the sender's view: the first 8 bytes of a
-	// SHA-256 over its group, epoch and members (names, addresses and
-	// certificate fingerprints, in rank order). Two views with one epoch
+	// SHA-256 over its group, epoch and members (names and certificate
+	// fingerprints, in rank order). Two views with one epoch
 	// and different members (the sides of a partition) differ here, so
 	// their ranks never link.
 	View uint64
