@@ -29,7 +29,9 @@ func TestViewID(t *testing.T) {
 		"cert":   func(v *collective.View) { v.Members[1].CertSHA256 = []byte{3} },
 		"member": func(v *collective.View) { v.Members = v.Members[:1] },
 		"order":  func(v *collective.View) { v.Members[0], v.Members[1] = v.Members[1], v.Members[0] },
-		"split":  func(v *collective.View) { v.Members[0].Name, v.Members[0].CertSHA256 = "", []byte("a\x00\x00\x00\x00\x00\x00\x00\x01") },
+		"split": func(v *collective.View) {
+			v.Members[0].Name, v.Members[0].CertSHA256 = "", []byte("a\x00\x00\x00\x00\x00\x00\x00\x01")
+		},
 	} {
 		v := base()
 		mod(&v)
