@@ -461,12 +461,16 @@ func (w *worker) localStep(ctx context.Context) error {
 }
 
 // averageModels replaces every rank's model and velocity with their
-// average over the ranks.
+// average over the ranks. The ring is asked for by name: Auto picks per
+// call from costs measured at creation, and a ring and a tree sum in
+// different orders, so two runs could differ in the last bits; the ring's
+// order depends on the world size alone (and shared memory's on the rank
+// order), so a run is deterministic.
 func (w *worker) averageModels(ctx context.Context) error {
-	if err := w.comm.AllReduce(ctx, w.params, collective.Avg); err != nil {
+	if err := w.comm.AllReduce(ctx, w.params, collective.Avg, collective.Using(collective.Ring)); err != nil {
 		return err
 	}
-	if err := w.comm.AllReduce(ctx, w.velocity, collective.Avg); err != nil {
+	if err := w.comm.AllReduce(ctx, w.velocity, collective.Avg, collective.Using(collective.Ring)); err != nil {
 		return err
 	}
 	w.moved += 2 * ringBytes(8*len(w.params), w.comm.Size())
